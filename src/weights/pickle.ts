@@ -1,0 +1,1035 @@
+/**
+ * A restricted unpickler for PyTorch checkpoints, written from the pickle opcode definitions.
+ *
+ * Python's pickle is a small stack machine whose GLOBAL + REDUCE opcodes can import and call anything,
+ * which is how a `.pt` file can run `os.system` when `torch.load` opens it. This interpreter never calls
+ * anything: globals must be on an allow-list of the few names PyTorch needs to describe tensors and
+ * containers, and "calling" one of those means rebuilding the value here, from the arguments, in plain data.
+ * Every other global is refused with E_PICKLE_REFUSED before any further byte is read.
+ *
+ * Every length, index and offset is checked against the input, so a truncated or hostile pickle ends in a
+ * ClipIqaError, never a hang, a crash or an unbounded allocation.
+ */
+import { ClipIqaError } from '../errors.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, type TensorData, typedView } from '../tensor.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Values
+
+/** A global the allow-list admits, e.g. `torch._utils._rebuild_tensor_v2` or `torch.HalfStorage`. Never called. */
+export class PickleGlobal {
+  constructor(
+    readonly module: string,
+    readonly name: string,
+    readonly kind: GlobalKind,
+  ) {}
+
+  get qualifiedName(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+
+/** The raw little-endian bytes a persistent id names, with their element type. */
+export class TorchStorage {
+  constructor(
+    readonly dtype: DType,
+    readonly bytes: Uint8Array,
+    /** The storage key: the entry `data/<key>` of a zip checkpoint, or a legacy file's storage id. */
+    readonly key: string,
+  ) {}
+
+  get numel(): number {
+    return this.bytes.length / BYTES_PER_ELEMENT[this.dtype];
+  }
+}
+
+/** A tensor rebuilt from a storage: dense and row-major, a view of the checkpoint's bytes where possible. */
+export class TorchTensor implements Tensor {
+  constructor(
+    readonly dtype: DType,
+    readonly shape: readonly number[],
+    readonly data: TensorData,
+  ) {}
+}
+
+/**
+ * An instance of a TorchScript class (`__torch__.*`), as `torch.jit.save` pickles modules: the attributes
+ * arrive as a dict through BUILD. Nothing of the class is known or run; it is a named bag of attributes.
+ */
+export class TorchScriptObject {
+  readonly attributes = new Map<string, PickleValue>();
+  /** A BUILD state that was not a dict of attributes (a class with its own `__getstate__`). */
+  state: PickleValue | undefined;
+
+  constructor(readonly className: string) {}
+}
+
+/**
+ * A value of an allow-listed data type this reader does not interpret (numpy scalars and arrays that training
+ * code leaves in checkpoint metadata): the class name and its constructor arguments, kept as inert data.
+ */
+export class OpaqueObject {
+  state: PickleValue | undefined;
+
+  constructor(
+    readonly className: string,
+    readonly args: readonly PickleValue[],
+  ) {}
+}
+
+/**
+ * What an unpickled checkpoint is made of. Python `dict` and `OrderedDict` become a Map (insertion-ordered),
+ * `list` a mutable array and `tuple` a frozen array (`isTuple`), `set`/`frozenset` a Set, `bytes` a
+ * Uint8Array (a view of the input), `int` a number (a bigint beyond 2^53), `None` null.
+ */
+export type PickleValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | PickleValue[]
+  | readonly PickleValue[]
+  | PickleDict
+  | PickleSet
+  | TorchTensor
+  | TorchStorage
+  | TorchScriptObject
+  | OpaqueObject
+  | PickleGlobal;
+
+export type PickleDict = Map<PickleValue, PickleValue>;
+export type PickleSet = Set<PickleValue>;
+
+/** A list or a tuple. (`Array.isArray` does not narrow readonly arrays.) */
+export function isArray(v: PickleValue | undefined): v is readonly PickleValue[] {
+  return Array.isArray(v);
+}
+
+export function isTuple(v: PickleValue | undefined): v is readonly PickleValue[] {
+  return Array.isArray(v) && Object.isFrozen(v);
+}
+
+export function isPickleDict(v: PickleValue | undefined): v is PickleDict {
+  return v instanceof Map;
+}
+
+/** A short description of a value's type, for error messages. */
+export function describeValue(v: PickleValue | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'None';
+  if (typeof v === 'boolean') return 'a bool';
+  if (typeof v === 'number' || typeof v === 'bigint') return 'an int or float';
+  if (typeof v === 'string') return 'a string';
+  if (v instanceof Uint8Array) return 'bytes';
+  if (isArray(v)) return Object.isFrozen(v) ? `a tuple of ${v.length}` : `a list of ${v.length}`;
+  if (v instanceof Map) return `a dict of ${v.size}`;
+  if (v instanceof Set) return 'a set';
+  if (v instanceof TorchTensor) return `a ${v.dtype} tensor [${v.shape.join(', ')}]`;
+  if (v instanceof TorchStorage) return `a ${v.dtype} storage`;
+  if (v instanceof TorchScriptObject) return `a TorchScript object ${v.className}`;
+  if (v instanceof OpaqueObject) return `a ${v.className}`;
+  return `the global ${v.qualifiedName}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The allow-list
+
+/** How the reader treats an allowed global: which value REDUCE or NEWOBJ on it rebuilds. */
+export type GlobalKind =
+  | 'ordered-dict'
+  | 'rebuild-tensor'
+  | 'rebuild-tensor-v2'
+  | 'rebuild-parameter'
+  | 'rebuild-parameter-with-state'
+  | 'rebuild-from-type-v2'
+  | 'tensor-class'
+  | 'storage-type'
+  | 'dtype'
+  | 'jit-identity'
+  | 'jit-type-tag'
+  | 'device'
+  | 'size'
+  | 'set'
+  | 'codecs-encode'
+  | 'opaque'
+  | 'torchscript-class';
+
+/** Storage classes as `torch.save` names them in persistent ids, and their element type. */
+const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
+  FloatStorage: 'float32',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  DoubleStorage: 'float64',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
+  // PyTorch 2 names untyped storages this way; they are counted in bytes.
+  UntypedStorage: 'uint8',
+};
+
+const DTYPE_NAMES = [
+  'float16', 'half', 'float32', 'float', 'float64', 'double', 'bfloat16',
+  'int64', 'long', 'int32', 'int', 'int16', 'short', 'int8', 'uint8', 'bool',
+];
+
+const ALLOWED = new Map<string, GlobalKind>([
+  ['collections.OrderedDict', 'ordered-dict'],
+  ['torch._utils._rebuild_tensor', 'rebuild-tensor'],
+  ['torch._utils._rebuild_tensor_v2', 'rebuild-tensor-v2'],
+  ['torch._utils._rebuild_parameter', 'rebuild-parameter'],
+  ['torch._utils._rebuild_parameter_with_state', 'rebuild-parameter-with-state'],
+  // Tensors with Python attributes (and Parameter subclasses) pickle through this wrapper since PyTorch 1.10.
+  ['torch._tensor._rebuild_from_type_v2', 'rebuild-from-type-v2'],
+  ['torch.Tensor', 'tensor-class'],
+  ['torch.nn.parameter.Parameter', 'tensor-class'],
+  // TorchScript's pickler tags typed lists and dicts with these; in Python they return their argument.
+  ['torch.jit._pickle.build_intlist', 'jit-identity'],
+  ['torch.jit._pickle.build_tensorlist', 'jit-identity'],
+  ['torch.jit._pickle.build_doublelist', 'jit-identity'],
+  ['torch.jit._pickle.build_boollist', 'jit-identity'],
+  ['torch.jit._pickle.build_tensor_from_id', 'jit-identity'],
+  ['torch.jit._pickle.restore_type_tag', 'jit-type-tag'],
+  ['torch.device', 'device'],
+  ['torch.Size', 'size'],
+  // Protocol 2 has no set opcodes, so Python pickles sets through these; they are plain containers.
+  ['builtins.set', 'set'],
+  ['builtins.frozenset', 'set'],
+  ['__builtin__.set', 'set'],
+  ['__builtin__.frozenset', 'set'],
+  // Protocol 2 pickles Python 3 `bytes` as _codecs.encode(text, 'latin1'); only that exact form is accepted.
+  ['_codecs.encode', 'codecs-encode'],
+  // Training loops leave numpy scalars (best scores, seeds) in checkpoint metadata; kept as inert records.
+  ['numpy.core.multiarray.scalar', 'opaque'],
+  ['numpy._core.multiarray.scalar', 'opaque'],
+  ['numpy.core.multiarray._reconstruct', 'opaque'],
+  ['numpy._core.multiarray._reconstruct', 'opaque'],
+  ['numpy.dtype', 'opaque'],
+  ['numpy.ndarray', 'opaque'],
+  ...Object.keys(STORAGE_DTYPES).flatMap((s): [string, GlobalKind][] => [
+    [`torch.${s}`, 'storage-type'],
+    [`torch.cuda.${s}`, 'storage-type'],
+  ]),
+  ...DTYPE_NAMES.map((d): [string, GlobalKind] => [`torch.${d}`, 'dtype']),
+]);
+
+/** The element type a storage class global stands for. */
+export function storageDType(g: PickleGlobal): DType {
+  const dtype = g.kind === 'storage-type' ? STORAGE_DTYPES[g.name] : undefined;
+  if (!dtype) throw new Error(`internal: ${g.qualifiedName} is not a storage type`);
+  return dtype;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The interpreter
+
+export interface UnpickleOptions {
+  /** Names the input in error messages: a file, or `file.pt: archive/data.pkl`. */
+  readonly source?: string;
+  /** Resolves a persistent id (BINPERSID); without it, a persistent id is an error. */
+  readonly persistentLoad?: (pid: PickleValue) => PickleValue;
+  /** Admits TorchScript classes (`__torch__.*`) as inert attribute records: set for TorchScript archives. */
+  readonly torchScriptClasses?: boolean;
+  /**
+   * The most bytes that rebuilding non-contiguous tensors may allocate in all (default 4 GiB): strides of 0
+   * let a few bytes of storage describe an enormous tensor.
+   */
+  readonly maxMaterializedBytes?: number;
+  /**
+   * Checks tensor arguments but builds each tensor with no data. For a pass that only needs to know where a
+   * pickle ends and which storages it names (the legacy format stores the storages after the pickle).
+   */
+  readonly shapesOnly?: boolean;
+}
+
+/** Unpickles the pickle at the start of `bytes`. */
+export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): PickleValue {
+  return readPickle(bytes, 0, options).value;
+}
+
+/** Unpickles the pickle that starts at `offset`; `end` is the offset just past its STOP opcode. */
+export function readPickle(bytes: Uint8Array, offset: number, options: UnpickleOptions = {}): { value: PickleValue; end: number } {
+  return new Unpickler(bytes, offset, options).run();
+}
+
+const OPCODE_NAMES: Readonly<Record<number, string>> = {
+  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT',
+  0x4a: 'BININT', 0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID',
+  0x51: 'BINPERSID', 0x52: 'REDUCE', 0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND', 0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT',
+  0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET', 0x69: 'INST', 0x6a: 'LONG_BINGET',
+  0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT', 0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
+  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
+  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX', 0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+};
+
+const EMPTY_TUPLE: readonly PickleValue[] = Object.freeze([]);
+const utf8 = new TextDecoder('utf-8');
+const DEFAULT_MAX_MATERIALIZED = 4 * 1024 ** 3;
+
+/** What the stack holds; MARK lives in the metastack, so it is never a value. */
+type Item = PickleValue;
+
+class Unpickler {
+  readonly #bytes: Uint8Array;
+  readonly #view: DataView;
+  readonly #source: string;
+  readonly #options: UnpickleOptions;
+  #pos: number;
+  #opPos = 0;
+  #op = 0;
+  #stack: Item[] = [];
+  readonly #metastack: Item[][] = [];
+  readonly #memo = new Map<number, Item>();
+  readonly #globals = new Map<string, PickleGlobal>();
+  #materialized = 0;
+
+  constructor(bytes: Uint8Array, offset: number, options: UnpickleOptions) {
+    this.#bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#source = options.source ?? 'pickle';
+    this.#options = options;
+    this.#pos = offset;
+  }
+
+  run(): { value: PickleValue; end: number } {
+    const b = this.#bytes;
+    while (true) {
+      if (this.#pos >= b.length) {
+        this.#opPos = this.#pos;
+        throw this.#corrupt(`the data ends at byte ${b.length} before the STOP opcode (truncated?)`);
+      }
+      this.#opPos = this.#pos;
+      const op = b[this.#pos++]!;
+      this.#op = op;
+      switch (op) {
+        case 0x80: {
+          // PROTO
+          const proto = this.#u8();
+          if (proto > 5) throw this.#corrupt(`pickle protocol ${proto} is newer than 5, the newest this reader knows`);
+          break;
+        }
+        case 0x95: {
+          // FRAME: a length hint for buffered readers; we hold everything already, so only check it.
+          const n = this.#u64();
+          if (this.#pos + n > b.length) throw this.#corrupt(`a frame of ${n} bytes runs past the end of the data (truncated?)`);
+          break;
+        }
+        case 0x2e: {
+          // STOP
+          const value = this.#pop();
+          return { value, end: this.#pos };
+        }
+
+        // Constants and numbers
+        case 0x4e:
+          this.#push(null);
+          break;
+        case 0x88:
+          this.#push(true);
+          break;
+        case 0x89:
+          this.#push(false);
+          break;
+        case 0x4a: {
+          this.#need(4);
+          this.#push(this.#view.getInt32(this.#pos, true));
+          this.#pos += 4;
+          break;
+        }
+        case 0x4b:
+          this.#push(this.#u8());
+          break;
+        case 0x4d: {
+          this.#need(2);
+          this.#push(this.#view.getUint16(this.#pos, true));
+          this.#pos += 2;
+          break;
+        }
+        case 0x8a:
+          this.#push(this.#long(this.#u8()));
+          break;
+        case 0x8b: {
+          this.#need(4);
+          const n = this.#view.getInt32(this.#pos, true);
+          this.#pos += 4;
+          if (n < 0) throw this.#corrupt(`negative length ${n}`);
+          this.#push(this.#long(n));
+          break;
+        }
+        case 0x47: {
+          this.#need(8);
+          this.#push(this.#view.getFloat64(this.#pos, false));
+          this.#pos += 8;
+          break;
+        }
+        case 0x49: {
+          // INT (text): "01" and "00" are protocol 0's True and False.
+          const line = this.#line();
+          if (line === '01') this.#push(true);
+          else if (line === '00') this.#push(false);
+          else this.#push(this.#parseInt(line));
+          break;
+        }
+        case 0x4c:
+          this.#push(this.#parseInt(this.#line().replace(/L$/, '')));
+          break;
+        case 0x46: {
+          const line = this.#line();
+          const v = Number(line);
+          if (line.trim() === '' || (Number.isNaN(v) && !/^[-+]?nan$/i.test(line.trim()))) throw this.#corrupt(`"${line}" is not a float`);
+          this.#push(v);
+          break;
+        }
+
+        // Strings and bytes
+        case 0x58:
+          this.#push(utf8.decode(this.#take(this.#u32())));
+          break;
+        case 0x8c:
+          this.#push(utf8.decode(this.#take(this.#u8())));
+          break;
+        case 0x8d:
+          this.#push(utf8.decode(this.#take(this.#u64())));
+          break;
+        case 0x54: {
+          // BINSTRING / SHORT_BINSTRING: Python 2 str, which torch.load decodes as UTF-8.
+          this.#need(4);
+          const n = this.#view.getInt32(this.#pos, true);
+          this.#pos += 4;
+          if (n < 0) throw this.#corrupt(`negative length ${n}`);
+          this.#push(utf8.decode(this.#take(n)));
+          break;
+        }
+        case 0x55:
+          this.#push(utf8.decode(this.#take(this.#u8())));
+          break;
+        case 0x42:
+          this.#push(this.#take(this.#u32()));
+          break;
+        case 0x43:
+          this.#push(this.#take(this.#u8()));
+          break;
+        case 0x8e:
+        case 0x96:
+          this.#push(this.#take(this.#u64()));
+          break;
+
+        // Containers
+        case 0x28:
+          this.#metastack.push(this.#stack);
+          this.#stack = [];
+          break;
+        case 0x29:
+          this.#push(EMPTY_TUPLE);
+          break;
+        case 0x74:
+          this.#push(Object.freeze(this.#popMark()));
+          break;
+        case 0x85:
+        case 0x86:
+        case 0x87: {
+          const n = op - 0x84;
+          if (this.#stack.length < n) throw this.#corrupt(`needs ${n} items but the stack holds ${this.#stack.length}`);
+          this.#push(Object.freeze(this.#stack.splice(this.#stack.length - n, n)));
+          break;
+        }
+        case 0x5d:
+          this.#push([]);
+          break;
+        case 0x6c:
+          this.#push(this.#popMark());
+          break;
+        case 0x61: {
+          const v = this.#pop();
+          this.#list(this.#top()).push(v);
+          break;
+        }
+        case 0x65: {
+          const items = this.#popMark();
+          const list = this.#list(this.#top());
+          for (const v of items) list.push(v);
+          break;
+        }
+        case 0x7d:
+          this.#push(new Map());
+          break;
+        case 0x64: {
+          const items = this.#popMark();
+          const d: PickleDict = new Map();
+          this.#setItems(d, items);
+          this.#push(d);
+          break;
+        }
+        case 0x73: {
+          const v = this.#pop();
+          const k = this.#pop();
+          this.#dict(this.#top()).set(k, v);
+          break;
+        }
+        case 0x75: {
+          const items = this.#popMark();
+          this.#setItems(this.#dict(this.#top()), items);
+          break;
+        }
+        case 0x8f:
+          this.#push(new Set());
+          break;
+        case 0x90: {
+          const items = this.#popMark();
+          const s = this.#top();
+          if (!(s instanceof Set)) throw this.#corrupt(`ADDITEMS onto ${describeValue(s)}, not a set`);
+          for (const v of items) s.add(v);
+          break;
+        }
+        case 0x91:
+          this.#push(new Set(this.#popMark()));
+          break;
+
+        // Stack and memo
+        case 0x30:
+          if (this.#stack.length > 0) this.#stack.pop();
+          else this.#popMark();
+          break;
+        case 0x31:
+          this.#popMark();
+          break;
+        case 0x32:
+          this.#push(this.#top());
+          break;
+        case 0x71:
+          this.#memo.set(this.#u8(), this.#top());
+          break;
+        case 0x72:
+          this.#memo.set(this.#u32(), this.#top());
+          break;
+        case 0x70:
+          this.#memo.set(this.#parseIndex(this.#line()), this.#top());
+          break;
+        case 0x94:
+          this.#memo.set(this.#memo.size, this.#top());
+          break;
+        case 0x68:
+          this.#push(this.#memoGet(this.#u8()));
+          break;
+        case 0x6a:
+          this.#push(this.#memoGet(this.#u32()));
+          break;
+        case 0x67:
+          this.#push(this.#memoGet(this.#parseIndex(this.#line())));
+          break;
+
+        // Globals and objects
+        case 0x63: {
+          const module = this.#line();
+          const name = this.#line();
+          this.#push(this.#global(module, name));
+          break;
+        }
+        case 0x93: {
+          const name = this.#pop();
+          const module = this.#pop();
+          if (typeof module !== 'string' || typeof name !== 'string') {
+            throw this.#corrupt(`STACK_GLOBAL needs two strings, got ${describeValue(module)} and ${describeValue(name)}`);
+          }
+          this.#push(this.#global(module, name));
+          break;
+        }
+        case 0x52: {
+          const args = this.#pop();
+          const callable = this.#pop();
+          this.#push(this.#reduce(callable, args));
+          break;
+        }
+        case 0x81: {
+          const args = this.#pop();
+          const cls = this.#pop();
+          this.#push(this.#newObject(cls, args));
+          break;
+        }
+        case 0x92: {
+          this.#pop(); // keyword arguments: none of the classes we admit takes any
+          const args = this.#pop();
+          const cls = this.#pop();
+          this.#push(this.#newObject(cls, args));
+          break;
+        }
+        case 0x62: {
+          const state = this.#pop();
+          this.#build(this.#top(), state);
+          break;
+        }
+        case 0x51: {
+          const pid = this.#pop();
+          this.#push(this.#persistent(pid));
+          break;
+        }
+        case 0x50:
+          this.#push(this.#persistent(this.#line()));
+          break;
+        case 0x69: {
+          // INST names its class inline: refuse it by name like GLOBAL, then as an opcode torch never writes.
+          this.#global(this.#line(), this.#line());
+          throw this.#corrupt('the protocol-0 INST opcode is not supported (torch.save writes protocol 2 or newer)');
+        }
+        case 0x6f:
+          throw this.#corrupt('the protocol-1 OBJ opcode is not supported (torch.save writes protocol 2 or newer)');
+        case 0x82:
+        case 0x83:
+        case 0x84:
+          throw new ClipIqaError(
+            'E_PICKLE_REFUSED',
+            `${this.#source}: refuses the pickle's ${OPCODE_NAMES[op]} opcode at byte ${this.#opPos}: it names a global through ` +
+              "Python's extension registry, which checkpoints never use. The file is not a plain PyTorch checkpoint.",
+          );
+        case 0x53:
+        case 0x56:
+          throw this.#corrupt('protocol-0 text strings are not supported (torch.save writes protocol 2 or newer)');
+        case 0x97:
+        case 0x98:
+          throw this.#corrupt('out-of-band buffers (protocol 5 NEXT_BUFFER) are not supported: checkpoints keep data in the file');
+        default:
+          throw this.#corrupt(`unknown opcode 0x${op.toString(16).padStart(2, '0')}: this is not a pickle, or it is corrupt`);
+      }
+    }
+  }
+
+  // -- errors ---------------------------------------------------------------------------------------------
+
+  #corrupt(what: string): ClipIqaError {
+    const name = OPCODE_NAMES[this.#op] ?? `0x${this.#op.toString(16)}`;
+    return new ClipIqaError(
+      'E_WEIGHTS_FORMAT',
+      `${this.#source}: malformed pickle at byte ${this.#opPos} (${name}): ${what}. ` +
+        'The checkpoint is truncated or corrupt: re-download it, or re-save it with torch.save.',
+    );
+  }
+
+  // -- reading arguments ----------------------------------------------------------------------------------
+
+  #need(n: number): void {
+    if (this.#pos + n > this.#bytes.length) {
+      throw this.#corrupt(`needs ${n} bytes of argument but the data ends at byte ${this.#bytes.length} (truncated?)`);
+    }
+  }
+
+  #u8(): number {
+    this.#need(1);
+    return this.#bytes[this.#pos++]!;
+  }
+
+  #u32(): number {
+    this.#need(4);
+    const v = this.#view.getUint32(this.#pos, true);
+    this.#pos += 4;
+    return v;
+  }
+
+  #u64(): number {
+    this.#need(8);
+    const v = this.#view.getBigUint64(this.#pos, true);
+    this.#pos += 8;
+    // Anything past 2^53 is past the end of any buffer we could hold; the caller's bounds check reports it.
+    return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
+  }
+
+  /** `n` bytes as a view of the input: zero-copy, so a large BINBYTES costs nothing. */
+  #take(n: number): Uint8Array {
+    if (this.#pos + n > this.#bytes.length) {
+      throw this.#corrupt(`a ${n}-byte argument runs past the end of the data at byte ${this.#bytes.length} (truncated?)`);
+    }
+    const out = this.#bytes.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    return out;
+  }
+
+  #line(): string {
+    const end = this.#bytes.indexOf(0x0a, this.#pos);
+    if (end < 0) throw this.#corrupt('a newline-terminated argument has no newline before the end of the data (truncated?)');
+    const text = utf8.decode(this.#bytes.subarray(this.#pos, end));
+    this.#pos = end + 1;
+    return text;
+  }
+
+  /** Two's-complement little-endian integer of `n` bytes (LONG1 / LONG4). */
+  #long(n: number): number | bigint {
+    const bytes = this.#take(n);
+    if (n === 0) return 0;
+    // Through a hex string: linear in n, where shifting a growing bigint byte by byte is quadratic.
+    let hex = '';
+    for (let i = n - 1; i >= 0; i--) hex += bytes[i]!.toString(16).padStart(2, '0');
+    let v = BigInt(`0x${hex}`);
+    if (bytes[n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
+    return toNumberIfSafe(v);
+  }
+
+  #parseInt(text: string): number | bigint {
+    if (!/^\s*[-+]?\d+\s*$/.test(text)) throw this.#corrupt(`"${text}" is not an integer`);
+    return toNumberIfSafe(BigInt(text.trim()));
+  }
+
+  #parseIndex(text: string): number {
+    const v = this.#parseInt(text);
+    if (typeof v !== 'number' || v < 0) throw this.#corrupt(`"${text}" is not a memo index`);
+    return v;
+  }
+
+  // -- stack ----------------------------------------------------------------------------------------------
+
+  #push(v: Item): void {
+    this.#stack.push(v);
+  }
+
+  #pop(): Item {
+    if (this.#stack.length === 0) throw this.#corrupt('the stack is empty');
+    return this.#stack.pop()!;
+  }
+
+  #top(): Item {
+    if (this.#stack.length === 0) throw this.#corrupt('the stack is empty');
+    return this.#stack[this.#stack.length - 1]!;
+  }
+
+  #popMark(): Item[] {
+    const items = this.#stack;
+    const outer = this.#metastack.pop();
+    if (!outer) throw this.#corrupt('no MARK to pop back to');
+    this.#stack = outer;
+    return items;
+  }
+
+  #memoGet(i: number): Item {
+    if (!this.#memo.has(i)) throw this.#corrupt(`memo entry ${i} was never stored`);
+    return this.#memo.get(i)!;
+  }
+
+  #list(v: Item): PickleValue[] {
+    if (!Array.isArray(v) || Object.isFrozen(v)) throw this.#corrupt(`appends onto ${describeValue(v)}, not a list`);
+    return v;
+  }
+
+  #dict(v: Item): PickleDict {
+    if (v instanceof Map) return v;
+    throw this.#corrupt(`sets an item on ${describeValue(v)}, not a dict`);
+  }
+
+  #setItems(d: PickleDict, items: Item[]): void {
+    if (items.length % 2 !== 0) throw this.#corrupt(`${items.length} items do not make key-value pairs`);
+    for (let i = 0; i < items.length; i += 2) d.set(items[i]!, items[i + 1]!);
+  }
+
+  // -- globals and objects --------------------------------------------------------------------------------
+
+  #global(module: string, name: string): PickleGlobal {
+    const qualified = `${module}.${name}`;
+    const cached = this.#globals.get(qualified);
+    if (cached) return cached;
+    let kind = ALLOWED.get(qualified);
+    if (!kind && this.#options.torchScriptClasses && (module === '__torch__' || module.startsWith('__torch__.'))) {
+      kind = 'torchscript-class';
+    }
+    if (!kind) throw refusal(this.#source, qualified, module);
+    const g = new PickleGlobal(module, name, kind);
+    this.#globals.set(qualified, g);
+    return g;
+  }
+
+  #args(v: Item, what: string): readonly PickleValue[] {
+    if (!Array.isArray(v)) throw this.#corrupt(`the arguments of ${what} are ${describeValue(v)}, not a tuple`);
+    return v;
+  }
+
+  /** REDUCE: what calling an allowed global would give, rebuilt from its arguments without calling anything. */
+  #reduce(callable: Item, argsItem: Item): PickleValue {
+    if (!(callable instanceof PickleGlobal)) throw this.#corrupt(`REDUCE calls ${describeValue(callable)}, which is not callable`);
+    const what = callable.qualifiedName;
+    const args = this.#args(argsItem, what);
+    switch (callable.kind) {
+      case 'ordered-dict': {
+        const d: PickleDict = new Map();
+        const init = args[0];
+        if (init !== undefined && init !== null) {
+          if (!Array.isArray(init)) throw this.#corrupt(`${what} is given ${describeValue(init)}, not a list of pairs`);
+          for (const pair of init) {
+            if (!Array.isArray(pair) || pair.length !== 2) throw this.#corrupt(`${what} is given ${describeValue(pair)}, not a pair`);
+            d.set(pair[0]!, pair[1]!);
+          }
+        }
+        return d;
+      }
+      case 'rebuild-tensor':
+      case 'rebuild-tensor-v2':
+        return this.#tensor(args, what);
+      case 'rebuild-parameter':
+      case 'rebuild-parameter-with-state': {
+        const data = args[0];
+        if (!(data instanceof TorchTensor)) throw this.#corrupt(`${what} is given ${describeValue(data)}, not a tensor`);
+        return data;
+      }
+      case 'rebuild-from-type-v2': {
+        // (func, new_type, args, state): the tensor is func(*args); the Python subclass and its state are dropped.
+        const [func, , inner] = args;
+        if (!(func instanceof PickleGlobal) || !func.kind.startsWith('rebuild-')) {
+          throw this.#corrupt(`${what} wraps ${describeValue(func)}, not a tensor rebuild function`);
+        }
+        return this.#reduce(func, inner ?? null);
+      }
+      case 'jit-identity':
+      case 'jit-type-tag':
+        if (args.length < 1) throw this.#corrupt(`${what} needs an argument`);
+        return args[0]!;
+      case 'device': {
+        const [type, index] = args;
+        if (typeof type !== 'string') throw this.#corrupt(`${what} is given ${describeValue(type)}, not a device name`);
+        return typeof index === 'number' ? `${type}:${index}` : type;
+      }
+      case 'size': {
+        const dims = args[0] ?? EMPTY_TUPLE;
+        if (!Array.isArray(dims)) throw this.#corrupt(`${what} is given ${describeValue(dims)}, not a tuple`);
+        return Object.freeze([...dims]);
+      }
+      case 'set': {
+        const items = args[0] ?? EMPTY_TUPLE;
+        if (!Array.isArray(items) && !(items instanceof Set)) throw this.#corrupt(`${what} is given ${describeValue(items)}`);
+        return new Set(items);
+      }
+      case 'codecs-encode': {
+        const [text, encoding] = args;
+        if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) {
+          throw refusal(this.#source, `${what} with arguments other than (text, 'latin1')`, callable.module);
+        }
+        const out = new Uint8Array(text.length);
+        for (let i = 0; i < text.length; i++) {
+          const c = text.charCodeAt(i);
+          if (c > 0xff) throw this.#corrupt(`${what}: character U+${c.toString(16)} is not latin-1`);
+          out[i] = c;
+        }
+        return out;
+      }
+      case 'opaque':
+        return new OpaqueObject(what, [...args]);
+      default:
+        throw this.#corrupt(`${what} cannot be called`);
+    }
+  }
+
+  /** NEWOBJ: `cls.__new__(cls, *args)` for the classes we admit. */
+  #newObject(cls: Item, argsItem: Item): PickleValue {
+    if (!(cls instanceof PickleGlobal)) throw this.#corrupt(`NEWOBJ instantiates ${describeValue(cls)}, which is not a class`);
+    const args = this.#args(argsItem, cls.qualifiedName);
+    switch (cls.kind) {
+      case 'torchscript-class':
+        return new TorchScriptObject(cls.qualifiedName);
+      case 'ordered-dict':
+        return new Map();
+      case 'set':
+        return new Set();
+      case 'opaque':
+        return new OpaqueObject(cls.qualifiedName, [...args]);
+      case 'size':
+        return this.#reduce(cls, argsItem);
+      default:
+        throw this.#corrupt(`${cls.qualifiedName} cannot be instantiated`);
+    }
+  }
+
+  /** BUILD: `obj.__setstate__(state)`, or setting attributes from a dict. */
+  #build(obj: Item, state: Item): void {
+    if (obj instanceof TorchScriptObject) {
+      if (state instanceof Map && [...state.keys()].every((k) => typeof k === 'string')) {
+        for (const [k, v] of state) obj.attributes.set(k as string, v);
+      } else {
+        obj.state = state;
+      }
+      return;
+    }
+    if (obj instanceof OpaqueObject) {
+      obj.state = state;
+      return;
+    }
+    // A state_dict() is an OrderedDict carrying a `_metadata` attribute (per-module versions); a tensor may
+    // carry Python attributes. Neither changes the values we read.
+    if (obj instanceof Map || obj instanceof TorchTensor) return;
+    throw this.#corrupt(`BUILD on ${describeValue(obj)}`);
+  }
+
+  #persistent(pid: PickleValue): PickleValue {
+    const load = this.#options.persistentLoad;
+    if (!load) throw this.#corrupt('a persistent id (a reference to data outside the pickle) where none is expected');
+    return load(pid);
+  }
+
+  // -- tensors --------------------------------------------------------------------------------------------
+
+  /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`. */
+  #tensor(args: readonly PickleValue[], what: string): TorchTensor {
+    const [storage, offset, size, stride] = args;
+    if (!(storage instanceof TorchStorage)) throw this.#corrupt(`${what} is given ${describeValue(storage)}, not a storage`);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
+      throw this.#corrupt(`${what} is given the storage offset ${String(offset)}`);
+    }
+    const shape = this.#dims(size, `${what} size`);
+    const strides = this.#dims(stride, `${what} stride`);
+    if (shape.length !== strides.length) {
+      throw this.#corrupt(`${what}: size [${shape.join(', ')}] and stride [${strides.join(', ')}] differ in rank`);
+    }
+    if (this.#options.shapesOnly) return new TorchTensor(storage.dtype, shape, allocate(storage.dtype, 0));
+    return rebuildTensor(storage, offset, shape, strides, {
+      source: this.#source,
+      budget: (bytes) => {
+        this.#materialized += bytes;
+        const max = this.#options.maxMaterializedBytes ?? DEFAULT_MAX_MATERIALIZED;
+        if (this.#materialized > max) {
+          throw new ClipIqaError(
+            'E_WEIGHTS_FORMAT',
+            `${this.#source}: rebuilding strided tensors would allocate more than ${max} bytes in all; ` +
+              'the checkpoint is corrupt or hostile (strides of 0 describe huge tensors). Save contiguous tensors.',
+          );
+        }
+      },
+    });
+  }
+
+  #dims(v: PickleValue | undefined, what: string): number[] {
+    if (!Array.isArray(v)) throw this.#corrupt(`${what} is ${describeValue(v)}, not a tuple`);
+    const out: number[] = [];
+    for (const d of v) {
+      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) throw this.#corrupt(`${what} holds ${String(d)}, not a count`);
+      out.push(d);
+    }
+    return out;
+  }
+}
+
+function toNumberIfSafe(v: bigint): number | bigint {
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+function refusal(source: string, qualified: string, module: string): ClipIqaError {
+  const hint =
+    module === 'torch' || module.startsWith('torch.')
+      ? 'It is a PyTorch object this reader does not rebuild (only dense tensors, parameters and containers are read: ' +
+        'no quantized, sparse or custom tensor types). Save a state dict of plain tensors, or convert it to safetensors.'
+      : 'Nothing in the file was run. If it is meant to be a checkpoint, it holds more than tensors ' +
+        '(a pickled model object, or code); save model.state_dict() with torch.save, or convert it to safetensors.';
+  return new ClipIqaError(
+    'E_PICKLE_REFUSED',
+    `${source}: refuses to load global ${qualified}: checkpoints may only hold tensors and containers, ` +
+      `and importing ${qualified} could run code. ${hint}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Rebuilding a tensor from its storage
+
+/** Any TensorData seen through the operations the gather needs; source and destination share one dtype. */
+interface Strided {
+  [index: number]: number | bigint;
+  subarray(begin: number, end: number): Strided;
+  set(src: Strided, offset: number): void;
+}
+
+function allocate(dtype: DType, count: number): TensorData {
+  switch (dtype) {
+    case 'float64':
+      return new Float64Array(count);
+    case 'float32':
+      return new Float32Array(count);
+    case 'float16':
+    case 'bfloat16':
+      return new Uint16Array(count);
+    case 'int64':
+      return new BigInt64Array(count);
+    case 'int32':
+      return new Int32Array(count);
+    case 'int16':
+      return new Int16Array(count);
+    case 'int8':
+      return new Int8Array(count);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(count);
+  }
+}
+
+/**
+ * The dense row-major tensor that `size`/`stride` describe over `storage` from element `offset`.
+ * A contiguous layout is a view of the storage bytes (no copy unless misaligned); any other layout is
+ * gathered, copying whole runs where the innermost dimensions are contiguous.
+ */
+export function rebuildTensor(
+  storage: TorchStorage,
+  offset: number,
+  shape: readonly number[],
+  strides: readonly number[],
+  context: { source: string; budget?: (bytes: number) => void },
+): TorchTensor {
+  const { dtype } = storage;
+  const rank = shape.length;
+  let count = 1;
+  let last = offset; // the highest element index the tensor touches
+  for (let d = 0; d < rank; d++) {
+    count *= shape[d]!;
+    if (shape[d]! > 0) last += (shape[d]! - 1) * strides[d]!;
+  }
+  const describe = () => `${dtype} tensor [${shape.join(', ')}] (storage offset ${offset}, strides [${strides.join(', ')}])`;
+  if (!Number.isSafeInteger(count) || !Number.isSafeInteger(last)) {
+    throw new ClipIqaError('E_WEIGHTS_FORMAT', `${context.source}: a ${describe()} has an impossible size; the checkpoint is corrupt.`);
+  }
+  if (count === 0) return new TorchTensor(dtype, shape, allocate(dtype, 0));
+  if (last >= storage.numel) {
+    throw new ClipIqaError(
+      'E_WEIGHTS_FORMAT',
+      `${context.source}: a ${describe()} reaches element ${last} of storage "${storage.key}", ` +
+        `which holds only ${storage.numel} elements. The checkpoint is corrupt or truncated: re-download it.`,
+    );
+  }
+
+  // Trailing dimensions laid out row-major form one run that can be copied whole (size-1 dims do not matter).
+  let run = 1;
+  let outer = rank;
+  while (outer > 0 && (shape[outer - 1] === 1 || strides[outer - 1] === run)) {
+    run *= shape[outer - 1]!;
+    outer--;
+  }
+  const size = BYTES_PER_ELEMENT[dtype];
+  if (outer === 0) return new TorchTensor(dtype, shape, typedView(dtype, storage.bytes, offset * size, count));
+
+  context.budget?.(count * size);
+  const src = typedView(dtype, storage.bytes, offset * size, last - offset + 1) as unknown as Strided;
+  const dst = allocate(dtype, count) as unknown as Strided;
+  const index = new Array<number>(outer).fill(0);
+  const inner = outer - 1; // the dimension walked by the innermost loop, in steps of `run` elements
+  const innerSize = shape[inner]!;
+  const innerStride = strides[inner]!;
+  let base = 0; // element of src (relative to offset) where the current innermost row starts
+  let out = 0;
+  while (out < count) {
+    let s = base;
+    if (run === 1) {
+      for (let i = 0; i < innerSize; i++, s += innerStride) dst[out++] = src[s]!;
+    } else {
+      for (let i = 0; i < innerSize; i++, s += innerStride) {
+        dst.set(src.subarray(s, s + run), out);
+        out += run;
+      }
+    }
+    // Advance the outer index like an odometer, keeping `base` in step.
+    for (let d = inner - 1; d >= 0; d--) {
+      index[d]!++;
+      base += strides[d]!;
+      if (index[d]! < shape[d]!) break;
+      base -= index[d]! * strides[d]!;
+      index[d] = 0;
+    }
+  }
+  return new TorchTensor(dtype, shape, dst as unknown as TensorData);
+}
