@@ -1,0 +1,416 @@
+/**
+ * The cache as users meet it: resolving names, paths and URLs; offline mode; mirrors; files placed by hand;
+ * list / pull / verify / rm; concurrent pulls (in one process and across processes); cache directories that
+ * cannot be written.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import ts from 'typescript';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ClipIqaError } from '../src/errors.js';
+import {
+  DEFAULT_REGISTRY,
+  cachePath,
+  createRegistry,
+  findEntry,
+  listModels,
+  pullModel,
+  removeModel,
+  resolveFile,
+  resolveSource,
+  verifyCache,
+  type HubOptions,
+  type ModelEntry,
+  type Registry,
+  type ResolvedFile,
+} from '../src/hub/index.js';
+import { startServer, type TestServer } from './helpers/http-server.js';
+import { fixture, repoRoot } from './helpers/shared.js';
+
+let payload: Buffer;
+let sha: string;
+let server: TestServer;
+let root: string;
+let logs: string[];
+
+const RN50 = findEntry(DEFAULT_REGISTRY, 'RN50', 'model')!;
+
+function entry(name: string, path: string, over: Partial<ModelEntry> = {}): ModelEntry {
+  return {
+    ...RN50,
+    name,
+    aliases: [],
+    fileName: `${name}.safetensors`,
+    urls: [server.url(path)],
+    sha256: sha,
+    sha256Prefix: null,
+    sizeBytes: payload.length,
+    sizeApproximate: false,
+    ...over,
+  };
+}
+
+function opts(registry: Registry = DEFAULT_REGISTRY, extra: HubOptions = {}): HubOptions {
+  return {
+    cacheDir: root,
+    registry,
+    env: {},
+    quiet: true,
+    log: (level, m) => logs.push(`${level}: ${m}`),
+    retryDelayMs: 5,
+    ...extra,
+  };
+}
+
+async function caught(p: Promise<unknown>): Promise<ClipIqaError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ClipIqaError;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function tree(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(relative(dir, join(e.parentPath, e.name)));
+  return out.sort();
+}
+
+const sha256 = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
+
+beforeAll(async () => {
+  payload = await readFile(fixture('tiny-rn', 'model.safetensors'));
+  sha = createHash('sha256').update(payload).digest('hex');
+  server = await startServer();
+});
+afterAll(() => server.close());
+beforeEach(async () => {
+  root = await mkdtemp(join(tmpdir(), 'hub-cache-'));
+  logs = [];
+  server.requests.length = 0;
+});
+afterEach(() => rm(root, { recursive: true, force: true }));
+
+describe('resolveFile', () => {
+  it('needs no network once a file is cached', async () => {
+    server.route('/m', { body: payload });
+    const reg = createRegistry([entry('m', '/m')]);
+    const first = await resolveFile('m', 'model', opts(reg));
+    expect(server.count()).toBe(1);
+    server.requests.length = 0;
+    const again = await resolveSource('M', 'model', opts(reg));
+    expect(again).toMatchObject({ path: first, downloaded: false, sha256: sha, verification: 'sha256' });
+    expect(server.count()).toBe(0);
+  });
+
+  it('returns local paths as they are', async () => {
+    const p = fixture('tiny-rn', 'model.safetensors');
+    expect(await resolveSource(p, 'model', opts())).toMatchObject({ path: p, source: 'path', downloaded: false });
+    expect(server.count()).toBe(0);
+  });
+
+  it('offline: fails fast with E_OFFLINE naming the file, where to put it and where to get it, with zero requests', async () => {
+    server.route('/off', { body: payload });
+    const reg = createRegistry([entry('off', '/off')]);
+    const err = await caught(resolveFile('off', 'model', opts(reg, { env: { CLIP_IQA_OFFLINE: '1' } })));
+    expect(err.code).toBe('E_OFFLINE');
+    expect(err.message).toContain('CLIP_IQA_OFFLINE=1');
+    expect(err.message).toContain('needed file:   off.safetensors');
+    expect(err.message).toContain(`place it at:   ${join(root, 'models', 'off', 'off.safetensors')}`);
+    expect(err.message).toContain(`download from: ${server.url('/off')}`);
+    expect(server.count()).toBe(0);
+    expect(await tree(root)).toEqual([]);
+
+    // The real default model, through the option rather than the environment.
+    const rn50 = await caught(resolveFile(undefined, 'model', opts(DEFAULT_REGISTRY, { offline: true })));
+    expect(rn50.code).toBe('E_OFFLINE');
+    expect(rn50.message).toContain('the offline option is set');
+    expect(rn50.message).toContain(`needed file:   RN50.pt (sha256 ${RN50.sha256})`);
+    expect(rn50.message).toContain(join(root, 'models', 'RN50', 'RN50.pt'));
+    expect(rn50.message).toContain(RN50.urls[0]);
+  });
+
+  it('offline: uses a file placed by hand after checking it, and rejects a wrong one', async () => {
+    const reg = createRegistry([entry('hand', '/never')]);
+    const dest = join(root, 'models', 'hand', 'hand.safetensors');
+    await mkdir(dirname(dest), { recursive: true });
+    await writeFile(dest, payload);
+    const r = await resolveSource('hand', 'model', opts(reg, { offline: true }));
+    expect(r).toMatchObject({ path: dest, sha256: sha, verification: 'sha256' });
+    expect(JSON.parse(await readFile(`${dest}.meta.json`, 'utf8'))).toMatchObject({ origin: 'placed', sha256: sha });
+
+    const dest2 = join(root, 'models', 'bad', 'bad.safetensors');
+    await mkdir(dirname(dest2), { recursive: true });
+    await writeFile(dest2, 'not the model');
+    const err = await caught(resolveFile('bad', 'model', opts(createRegistry([entry('bad', '/never')]), { offline: true })));
+    expect(err.code).toBe('E_CHECKSUM');
+    expect(err.message).toContain(dest2);
+    expect(err.message).toContain(`expected sha256 ${sha}`);
+    expect(server.count()).toBe(0);
+  });
+
+  it('online: replaces a damaged cached file by downloading it again', async () => {
+    server.route('/dmg', { body: payload });
+    const reg = createRegistry([entry('dmg', '/dmg')]);
+    const dest = join(root, 'models', 'dmg', 'dmg.safetensors');
+    await mkdir(dirname(dest), { recursive: true });
+    await writeFile(dest, 'truncated');
+    const r = await resolveSource('dmg', 'model', opts(reg));
+    expect(r.downloaded).toBe(true);
+    expect(await sha256(dest)).toBe(sha);
+    expect(logs.join('\n')).toMatch(/damaged or is another file.*Downloading it again/);
+  });
+
+  it('routes registry files to a mirror (CLIP_IQA_MIRROR), checksums still verified', async () => {
+    server.route('/mirror/tiny+rn.safetensors', { body: payload });
+    const e = entry('mirrored', '/unused', { fileName: 'tiny+rn.safetensors', urls: ['http://127.0.0.1:1/upstream/tiny+rn.safetensors'] });
+    const r = await resolveSource('mirrored', 'model', opts(createRegistry([e]), { env: { CLIP_IQA_MIRROR: server.url('/mirror/') } }));
+    expect(r.url).toBe(server.url('/mirror/tiny%2Brn.safetensors'));
+    expect(server.requests.map((q) => q.path)).toEqual(['/mirror/tiny+rn.safetensors']);
+    expect(await sha256(r.path)).toBe(sha);
+
+    // A mirror serving other bytes is caught by the checksum.
+    server.route('/mirror2/evil.safetensors', { body: Buffer.from('evil') });
+    const evil = entry('evil', '/unused', { fileName: 'evil.safetensors' });
+    const err = await caught(resolveFile('evil', 'model', opts(createRegistry([evil]), { mirror: server.url('/mirror2') })));
+    expect(err.code).toBe('E_CHECKSUM');
+    expect(err.message).toContain(server.url('/mirror2/evil.safetensors'));
+  });
+
+  it('takes a directory as a mirror', async () => {
+    const dir = join(root, 'share');
+    await mkdir(dir);
+    await writeFile(join(dir, 'fromdir.safetensors'), payload);
+    const r = await resolveSource('fromdir', 'model', opts(createRegistry([entry('fromdir', '/unused')]), { mirror: dir }));
+    expect(await sha256(r.path)).toBe(sha);
+    expect(r.path).toBe(join(root, 'models', 'fromdir', 'fromdir.safetensors'));
+    expect(server.count()).toBe(0);
+  });
+
+  it('caches a URL with its checksum by hash, and a URL without one by URL, with a warning', async () => {
+    server.route('/files/model.safetensors', { body: payload });
+    const url = server.url('/files/model.safetensors');
+    const pinned = await resolveSource(`${url}#sha256=${sha}`, 'model', opts());
+    expect(pinned).toMatchObject({ source: 'url', verification: 'sha256', path: join(root, 'by-hash', sha, 'model.safetensors') });
+    expect(logs.filter((l) => l.startsWith('warn'))).toEqual([]);
+
+    const loose = await resolveSource(url, 'model', opts());
+    expect(loose.verification).toBe('recorded');
+    expect(loose.path).toMatch(new RegExp(`${root}/by-url/[0-9a-f]{32}/model\\.safetensors$`));
+    expect(logs.join('\n')).toContain(`was given without a checksum, so its content was not verified. SHA-256 of what was downloaded: ${sha}. Pin it with ${url}#sha256=${sha}`);
+
+    server.requests.length = 0;
+    expect((await resolveSource(url, 'model', opts())).path).toBe(loose.path);
+    expect(server.count()).toBe(0);
+
+    const strict = await caught(resolveFile(server.url('/files/other.pt'), 'model', opts(DEFAULT_REGISTRY, { env: { CLIP_IQA_REQUIRE_CHECKSUM: '1' } })));
+    expect(strict.code).toBe('E_OPTION');
+    const wrong = await caught(resolveFile(`${url}#sha256=${'0'.repeat(64)}`, 'model', opts()));
+    expect(wrong.code).toBe('E_CHECKSUM');
+    expect(existsSync(join(root, 'by-hash', '0'.repeat(64), 'model.safetensors'))).toBe(false);
+  });
+});
+
+describe('models commands', () => {
+  it('list, pull, verify, rm', async () => {
+    server.route('/a', { body: payload });
+    server.route('/b', { body: payload });
+    server.route('/files/u.bin', { body: payload });
+    const reg = createRegistry([entry('a', '/a'), entry('b', '/b', { sha256: null, sha256Prefix: sha.slice(0, 8) })]);
+    const o = opts(reg);
+    expect(cachePath(o)).toBe(root);
+    expect(cachePath({ env: { CLIP_IQA_HOME: '/x/y' } })).toBe('/x/y');
+
+    let list = await listModels(o);
+    expect(list.filter((i) => i.cached)).toEqual([]);
+    expect(list.map((i) => i.name)).toEqual(expect.arrayContaining(['RN50', 'ViT-L/14', 'bpe_simple_vocab_16e6', 'clipiqa+', 'a', 'b']));
+
+    const pulled = await pullModel('a', o);
+    expect(pulled.downloaded).toBe(true);
+    await pullModel('b', o);
+    await resolveFile(`${server.url('/files/u.bin')}#sha256=${sha}`, 'model', o);
+    expect((await pullModel('a', o)).downloaded).toBe(false);
+    expect(server.count('/a')).toBe(1);
+
+    list = await listModels(o);
+    const a = list.find((i) => i.name === 'a')!;
+    expect(a).toMatchObject({ cached: true, sizeBytes: payload.length, sha256: sha, verification: 'sha256', kind: 'model', partialBytes: 0 });
+    expect(list.find((i) => i.source === 'url')).toMatchObject({ name: server.url('/files/u.bin'), cached: true, fileName: 'u.bin' });
+    expect(list.find((i) => i.name === 'RN50')).toMatchObject({ cached: false, sizeBytes: null, expectedSizeBytes: RN50.sizeBytes, sizeApproximate: true });
+    expect((await listModels({ ...o, kind: 'context' })).every((i) => i.kind === 'context')).toBe(true);
+
+    let report = await verifyCache(o);
+    expect(report.find((r) => r.name === 'a')).toMatchObject({ status: 'ok', verification: 'sha256' });
+    expect(report.find((r) => r.name === 'b')).toMatchObject({ status: 'ok', verification: 'sha256-prefix' });
+    expect(report.find((r) => r.name === 'RN50')).toMatchObject({ status: 'missing' });
+    expect(report.find((r) => r.kind === null)).toMatchObject({ status: 'ok' });
+
+    // Flip one byte of a cached file: same size, so only re-hashing can tell.
+    const corrupt = Buffer.from(payload);
+    corrupt[1000] = corrupt[1000]! ^ 0xff;
+    await writeFile(a.path, corrupt);
+    report = await verifyCache({ ...o, names: ['a', 'b'] });
+    expect(report.map((r) => [r.name, r.status])).toEqual([
+      ['a', 'corrupt'],
+      ['b', 'ok'],
+    ]);
+    expect(report[0]!.message).toMatch(/corrupt: expected sha256 [0-9a-f]{64}, found sha256 [0-9a-f]{64}; re-download it with "models pull --force a"/);
+
+    // pull --force repairs it.
+    await pullModel('a', { ...o, force: true });
+    expect(await sha256(a.path)).toBe(sha);
+    expect(server.count('/a')).toBe(2);
+
+    const removed = await removeModel('a', o);
+    expect(removed.sort()).toEqual([a.path, `${a.path}.meta.json`].sort());
+    expect(existsSync(dirname(a.path))).toBe(false);
+    expect(await removeModel('a', o)).toEqual([]);
+    expect((await listModels(o)).find((i) => i.name === 'a')!.cached).toBe(false);
+    expect(await removeModel(`${server.url('/files/u.bin')}#sha256=${sha}`, o)).toHaveLength(2);
+    await expect(removeModel('nope', o)).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+  });
+});
+
+describe('concurrency', () => {
+  it('two pulls of one file in one process: one download, same path', async () => {
+    server.route('/c', { body: payload, trickle: { chunkBytes: 1 << 20, intervalMs: 20 } });
+    const reg = createRegistry([entry('c', '/c')]);
+    const [x, y] = await Promise.all([resolveSource('c', 'model', opts(reg)), resolveSource('c', 'model', opts(reg))]);
+    expect(server.count('/c')).toBe(1);
+    expect(x.path).toBe(y.path);
+    expect([x.downloaded, y.downloaded].sort()).toEqual([false, true]);
+    expect(await sha256(x.path)).toBe(sha);
+    expect(logs.join('\n')).toMatch(/waiting for process \d+, which is downloading c\.safetensors/);
+    expect(await tree(dirname(x.path))).toEqual(['c.safetensors', 'c.safetensors.meta.json']);
+  });
+
+  it('two processes pulling one file: one download, both get the same valid path', async () => {
+    const build = join(root, 'build');
+    const hub = await transpileHub(build);
+    const child = join(build, 'child.mjs');
+    await writeFile(
+      child,
+      `const [hub, cacheDir, url, sha] = process.argv.slice(2);
+const m = await import(hub);
+const rn50 = m.findEntry(m.DEFAULT_REGISTRY, 'RN50', 'model');
+const registry = m.createRegistry([{ ...rn50, name: 'shared', aliases: [], fileName: 'shared.safetensors', urls: [url], sha256: sha, sha256Prefix: null }]);
+const r = await m.resolveSource('shared', 'model', { cacheDir, registry, env: {}, quiet: true, log: (l, msg) => process.stderr.write(msg + '\\n') });
+process.stdout.write(JSON.stringify(r));
+`,
+    );
+    server.route('/shared', { body: payload, trickle: { chunkBytes: 512 << 10, intervalMs: 60 } });
+    const cache = join(root, 'cache');
+    const run = () => runNode([child, hub, cache, server.url('/shared'), sha]);
+    const [p, q] = await Promise.all([run(), run()]);
+    expect(p.code, p.stderr).toBe(0);
+    expect(q.code, q.stderr).toBe(0);
+    const a = JSON.parse(p.stdout) as ResolvedFile;
+    const b = JSON.parse(q.stdout) as ResolvedFile;
+    expect(server.count('/shared')).toBe(1);
+    expect(a.path).toBe(b.path);
+    expect([a.downloaded, b.downloaded].sort()).toEqual([false, true]);
+    expect(await sha256(a.path)).toBe(sha);
+    expect(p.stderr + q.stderr).toMatch(/waiting for process \d+, which is downloading shared\.safetensors/);
+    expect(await tree(dirname(a.path))).toEqual(['shared.safetensors', 'shared.safetensors.meta.json']);
+  });
+
+  it('breaks a lock left by a dead process, or one not refreshed for too long', async () => {
+    server.route('/s', { body: payload });
+    const reg = createRegistry([entry('s', '/s')]);
+    const dest = join(root, 'models', 's', 's.safetensors');
+    await mkdir(dirname(dest), { recursive: true });
+    const dead = await runNode(['-e', 'process.stdout.write(String(process.pid))']);
+    await writeFile(`${dest}.lock`, JSON.stringify({ pid: Number(dead.stdout), hostname: hostname(), createdAt: '2020-01-01T00:00:00Z', purpose: 'downloading s', token: 'x' }));
+    await resolveFile('s', 'model', opts(reg));
+    expect(logs.join('\n')).toMatch(new RegExp(`removing an abandoned lock on s\\.safetensors \\(process ${dead.stdout}\\)`));
+
+    const dest2 = join(root, 'models', 't', 't.safetensors');
+    await mkdir(dirname(dest2), { recursive: true });
+    await writeFile(`${dest2}.lock`, JSON.stringify({ pid: 1, hostname: 'elsewhere', createdAt: '2020-01-01T00:00:00Z', purpose: 'downloading t', token: 'y' }));
+    const old = new Date(Date.now() - 120_000);
+    await utimes(`${dest2}.lock`, old, old);
+    server.route('/t', { body: payload });
+    expect(await sha256(await resolveFile('t', 'model', opts(createRegistry([entry('t', '/t')]))))).toBe(sha);
+  });
+
+  it('gives up waiting for a live lock that makes no progress, with a clear message', async () => {
+    const dest = join(root, 'models', 'w', 'w.safetensors');
+    await mkdir(dirname(dest), { recursive: true });
+    await writeFile(`${dest}.lock`, JSON.stringify({ pid: process.pid, hostname: hostname(), createdAt: '2024-01-01T00:00:00Z', purpose: 'downloading w.safetensors', token: 'z' }));
+    server.route('/w', { body: payload });
+    const err = await caught(resolveFile('w', 'model', opts(createRegistry([entry('w', '/w')]), { lockTimeoutMs: 300 })));
+    expect(err.code).toBe('E_CACHE');
+    expect(err.message).toMatch(new RegExp(`waiting 0\\.3 s without progress for process ${process.pid} \\(downloading w\\.safetensors since 2024-01-01T00:00:00Z\\), which holds ${dest}\\.lock`));
+    expect(err.message).toMatch(/delete that lock file/);
+    expect(server.count()).toBe(0);
+  });
+});
+
+describe('cache that cannot be written', () => {
+  it('a cache root below a regular file: E_CACHE naming the directory and what to do', async () => {
+    server.route('/n', { body: payload });
+    const file = join(root, 'plain-file');
+    await writeFile(file, 'x');
+    const err = await caught(resolveFile('n', 'model', opts(createRegistry([entry('n', '/n')]), { cacheDir: join(file, 'cache') })));
+    expect(err.code).toBe('E_CACHE');
+    expect(err.message).toContain(join(file, 'cache', 'models', 'n'));
+    expect(err.message).toMatch(/is a file where a directory is needed \(ENOTDIR\).*CLIP_IQA_HOME/);
+    expect(server.count()).toBe(0);
+  });
+
+  it.skipIf(!existsSync('/dev/full'))('a full disk (ENOSPC, simulated with /dev/full): E_CACHE, partial removed', async () => {
+    server.route('/full', { body: payload });
+    const dest = join(root, 'models', 'full', 'full.safetensors');
+    await mkdir(dirname(dest), { recursive: true });
+    // The partial file is where bytes go; pointing it at /dev/full makes every write fail with ENOSPC.
+    await symlink('/dev/full', `${dest}.part`);
+    const err = await caught(resolveFile('full', 'model', opts(createRegistry([entry('full', '/full')]))));
+    expect(err.code).toBe('E_CACHE');
+    expect(err.message).toMatch(new RegExp(`the disk holding ${join(root, 'models', 'full')} is full \\(about 15 MB are needed\\)\\. Free some space there, or set CLIP_IQA_HOME`));
+    expect(await tree(dirname(dest))).toEqual([]);
+  });
+
+  it.skipIf(process.getuid?.() === 0)('a read-only cache directory (skipped as root, where chmod does not stop writes)', async () => {
+    const { chmod } = await import('node:fs/promises');
+    await chmod(root, 0o500);
+    try {
+      const err = await caught(resolveFile('ro', 'model', opts(createRegistry([entry('ro', '/ro')]))));
+      expect(err.code).toBe('E_CACHE');
+      expect(err.message).toMatch(/is not writable \(EACCES\)/);
+    } finally {
+      await chmod(root, 0o700);
+    }
+  });
+});
+
+/** The hub compiled to plain JS (TypeScript's transpiler, no bundler) so child processes can import it. */
+async function transpileHub(outDir: string): Promise<string> {
+  const files = ['src/errors.ts', ...(await readdir(join(repoRoot, 'src', 'hub'))).filter((f) => f.endsWith('.ts')).map((f) => `src/hub/${f}`)];
+  for (const f of files) {
+    const source = await readFile(join(repoRoot, f), 'utf8');
+    const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+    const out = join(outDir, f.replace(/\.ts$/, '.js'));
+    await mkdir(dirname(out), { recursive: true });
+    await writeFile(out, js);
+  }
+  await writeFile(join(outDir, 'package.json'), '{"type":"module"}');
+  return join(outDir, 'src', 'hub', 'index.js');
+}
+
+function runNode(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
