@@ -1,0 +1,264 @@
+import type { Tensor } from 'onnxruntime-node';
+import { ClipIqaError } from '../errors.js';
+import type { GraphBuilder } from '../graph/builder.js';
+import { type Grid, gridOf, minimumSide, tokenCount } from '../graph/geometry.js';
+import { positionalTerm } from '../graph/positions.js';
+import { type PixelDepth, buildPreprocess } from '../graph/preprocess.js';
+import { buildResNet } from '../graph/resnet.js';
+import { buildText } from '../graph/text.js';
+import { buildVit } from '../graph/vit.js';
+import type { RuntimeOptions } from '../runtime/options.js';
+import { OrtSession } from '../runtime/session.js';
+import { float32Data, float32Tensor, int64Tensor, pixelTensor } from '../runtime/tensors.js';
+import { scalarValue } from '../tensor.js';
+import { type ClipArchitecture, inferArchitecture } from '../weights/architecture.js';
+import type { StateDict } from '../weights/state-dict.js';
+import type { ClipEncoder, DenseFeatures, Features, PixelBatch, PositionalMode, RawImage } from './types.js';
+
+export type ClipEncoderOptions = RuntimeOptions;
+
+/** The graphs an encoder may build, each at most once. `image-positions` serves both `fixed` and `interpolate`. */
+type GraphKey = 'preprocess-8' | 'preprocess-16' | 'image' | 'image-positions' | 'dense' | 'text';
+
+/** Resampled positional tables kept per token count; a handful covers a data set of a few image sizes. */
+const RESAMPLED_CACHE_SIZE = 8;
+
+const optionError = (message: string): ClipIqaError => new ClipIqaError('E_OPTION', message);
+
+/**
+ * CLIP's towers as onnxruntime sessions, built from an OpenAI-layout state dict. Each graph is built and
+ * loaded on first use and then reused for every call; all pixel arithmetic runs inside onnxruntime.
+ */
+export class OnnxClipEncoder implements ClipEncoder {
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  readonly #sd: StateDict;
+  readonly #options: RuntimeOptions;
+  readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
+  readonly #resampled = new Map<number, Float32Array>();
+  #positionTable: Float32Array | undefined;
+  #tokenTable: Float32Array | undefined;
+
+  private constructor(sd: StateDict, options: RuntimeOptions) {
+    this.#sd = sd;
+    this.#options = options;
+    this.architecture = inferArchitecture(sd);
+    // The reference takes exp in float32.
+    this.logitScale = Math.fround(Math.exp(scalarValue(sd.get('logit_scale'))));
+  }
+
+  /** An encoder over `sd`; no graph is built until a tower is first used. */
+  static create(sd: StateDict, options: ClipEncoderOptions = {}): OnnxClipEncoder {
+    return new OnnxClipEncoder(sd, options);
+  }
+
+  // -- sessions ---------------------------------------------------------------------------------------------------
+
+  #build(key: GraphKey): GraphBuilder {
+    const { vision, text, embedDim } = this.architecture;
+    switch (key) {
+      case 'preprocess-8':
+        return buildPreprocess(8);
+      case 'preprocess-16':
+        return buildPreprocess(16);
+      case 'text':
+        return buildText(this.#sd, text, embedDim);
+      case 'dense':
+        if (vision.family !== 'resnet') throw new Error('dense graph of a ViT');
+        return buildResNet(this.#sd, vision, embedDim, { output: 'dense', positions: false });
+      case 'image':
+      case 'image-positions': {
+        const positions = key === 'image-positions';
+        return vision.family === 'resnet'
+          ? buildResNet(this.#sd, vision, embedDim, { output: 'pooled', positions })
+          : buildVit(this.#sd, vision, embedDim, { positions });
+      }
+    }
+  }
+
+  #session(key: GraphKey): Promise<OrtSession> {
+    let session = this.#sessions.get(key);
+    if (!session) {
+      session = (async () => {
+        const model = this.#build(key).serialize({ externalMinBytes: this.#options.externalMinBytes });
+        // Normalisation is a few milliseconds of memory-bound arithmetic. On one thread it has no pool of
+        // workers left spinning after each run, which would compete for the cores with the tower run next.
+        const options = key === 'preprocess-8' || key === 'preprocess-16' ? { ...this.#options, threads: 1 } : this.#options;
+        return OrtSession.create(key, model, options);
+      })();
+      // A failed build is not cached, so that a later call reports the failure again rather than a stale promise.
+      session.catch(() => this.#sessions.delete(key));
+      this.#sessions.set(key, session);
+    }
+    return session;
+  }
+
+  async dispose(): Promise<void> {
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.dispose();
+  }
+
+  // -- pixels -----------------------------------------------------------------------------------------------------
+
+  async normalize(images: readonly RawImage[]): Promise<PixelBatch> {
+    const first = images[0];
+    if (!first) throw optionError('normalize() needs at least one image');
+    const { width, height } = first;
+    const depth: PixelDepth = first.data instanceof Uint16Array ? 16 : 8;
+    const size = width * height * 3;
+    images.forEach((img, i) => {
+      if (img.width !== width || img.height !== height) {
+        throw optionError(
+          `images batched together must have one size: image 0 is ${width}×${height}, image ${i} is ${img.width}×${img.height}; ` +
+            'resize them to one size or pass them one at a time',
+        );
+      }
+      if ((img.data instanceof Uint16Array ? 16 : 8) !== depth) {
+        throw optionError(`images batched together must have one bit depth: image 0 has ${depth} bits per sample, image ${i} does not`);
+      }
+      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || img.data.length !== size) {
+        throw new ClipIqaError(
+          'E_IMAGE',
+          `image ${i}: ${img.width}×${img.height} interleaved RGB needs ${size} samples, got ${img.data.length}`,
+        );
+      }
+    });
+    let data = first.data;
+    if (images.length > 1) {
+      data = depth === 16 ? new Uint16Array(size * images.length) : new Uint8Array(size * images.length);
+      images.forEach((img, i) => data.set(img.data, i * size));
+    }
+    const session = await this.#session(depth === 16 ? 'preprocess-16' : 'preprocess-8');
+    const dims = [images.length, 3, height, width];
+    const out = await session.run({ images: pixelTensor(data, [images.length, height, width, 3]) });
+    return { batch: images.length, height, width, data: float32Data(out.pixels, 'pixels', dims) };
+  }
+
+  /** Checks the batch's shape and that the image gives a grid of at least one cell. */
+  #grid(pixels: PixelBatch): Grid {
+    const { batch, height, width, data } = pixels;
+    if (![batch, height, width].every((n) => Number.isInteger(n) && n >= 1) || data.length !== batch * 3 * height * width) {
+      throw optionError(`a pixel batch of ${batch}×3×${height}×${width} needs ${batch * 3 * height * width} floats, got ${data.length}`);
+    }
+    const { vision } = this.architecture;
+    const grid = gridOf(vision, height, width);
+    if (grid.height < 1 || grid.width < 1) {
+      const min = minimumSide(vision);
+      const tower = vision.family === 'resnet' ? 'ResNet image tower (32× downsampling)' : `ViT image tower (patch ${vision.patch})`;
+      throw new ClipIqaError(
+        'E_IMAGE_TOO_SMALL',
+        `the image is ${width}×${height}, too small for this model's ${tower}: both sides must be at least ${min} pixels. ` +
+          'Upscale the image before scoring it.',
+      );
+    }
+    return grid;
+  }
+
+  #positions(mode: PositionalMode, pixels: PixelBatch, tokens: number): Float32Array | null {
+    const { vision } = this.architecture;
+    const name = vision.family === 'resnet' ? 'visual.attnpool.positional_embedding' : 'visual.positional_embedding';
+    const width = vision.family === 'resnet' ? vision.poolWidth : vision.width;
+    const rows = vision.grid * vision.grid + 1;
+    this.#positionTable ??= this.#sd.float32(name);
+    const cached = mode === 'interpolate' ? this.#resampled.get(tokens) : undefined;
+    if (cached) return cached;
+    const term = positionalTerm(
+      mode,
+      this.#positionTable,
+      rows,
+      width,
+      tokens,
+      () =>
+        `positional mode 'fixed' adds the model's table as is, which fits only its native input size: ` +
+        `the image is ${pixels.width}×${pixels.height}, the model's native size is ${vision.resolution}×${vision.resolution}. ` +
+        `Use positional mode 'none' or 'interpolate', or resize the image to ${vision.resolution}×${vision.resolution}.`,
+    );
+    if (mode === 'interpolate' && term) {
+      if (this.#resampled.size >= RESAMPLED_CACHE_SIZE) this.#resampled.delete(this.#resampled.keys().next().value!);
+      this.#resampled.set(tokens, term);
+    }
+    return term;
+  }
+
+  async encodeImages(pixels: PixelBatch, mode: PositionalMode): Promise<Features> {
+    const tokens = tokenCount(this.#grid(pixels));
+    const positions = this.#positions(mode, pixels, tokens);
+    const { batch, height, width, data } = pixels;
+    const feeds: Record<string, Tensor> = { pixels: float32Tensor(data, [batch, 3, height, width]) };
+    if (positions) feeds.positions = float32Tensor(positions, [tokens, positions.length / tokens]);
+    const session = await this.#session(positions ? 'image-positions' : 'image');
+    const dim = this.architecture.embedDim;
+    const out = await session.run(feeds);
+    return { count: batch, dim, data: float32Data(out.features, 'features', [batch, dim]) };
+  }
+
+  async encodeDense(pixels: PixelBatch): Promise<DenseFeatures> {
+    if (this.architecture.vision.family !== 'resnet') {
+      throw optionError(
+        "dense features come from a ResNet image tower's attention-pool projections (MaskCLIP); this model's image tower is a ViT",
+      );
+    }
+    const grid = this.#grid(pixels);
+    const { batch, height, width, data } = pixels;
+    const session = await this.#session('dense');
+    const out = await session.run({ pixels: float32Tensor(data, [batch, 3, height, width]) });
+    const dim = this.architecture.embedDim;
+    const dense = float32Data(out.dense, 'dense', [batch, grid.height, grid.width, dim]);
+    return { batch, height: grid.height, width: grid.width, dim, data: dense };
+  }
+
+  // -- text -------------------------------------------------------------------------------------------------------
+
+  tokenEmbeddings(ids: readonly number[]): Float32Array {
+    const { width, vocabSize } = this.architecture.text;
+    this.#tokenTable ??= this.#sd.float32('token_embedding.weight');
+    const table = this.#tokenTable;
+    const out = new Float32Array(ids.length * width);
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw optionError(`token id ${id} at position ${i} is outside the vocabulary of ${vocabSize} tokens`);
+      }
+      out.set(table.subarray(id * width, (id + 1) * width), i * width);
+    });
+    return out;
+  }
+
+  async encodeTokens(rows: readonly (readonly number[])[]): Promise<Features> {
+    const { contextLength } = this.architecture.text;
+    const eot = rows.map((row, r) => {
+      if (row.length !== contextLength) throw optionError(`token row ${r} has ${row.length} ids; this model's context is ${contextLength}`);
+      // EOT is the largest id in a CLIP row (49407); the first maximum, as torch.argmax picks it.
+      let best = 0;
+      for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+      return best;
+    });
+    return this.encodeEmbeddings(this.tokenEmbeddings(rows.flat()), rows.length, eot);
+  }
+
+  async encodeEmbeddings(embeddings: Float32Array, count: number, eot: readonly number[]): Promise<Features> {
+    const { width, contextLength } = this.architecture.text;
+    const dim = this.architecture.embedDim;
+    if (!Number.isInteger(count) || count < 0 || embeddings.length !== count * contextLength * width) {
+      throw optionError(`${count} text embedding sequences need ${count}×${contextLength}×${width} floats, got ${embeddings.length}`);
+    }
+    if (eot.length !== count || !eot.every((e) => Number.isInteger(e) && e >= 0 && e < contextLength)) {
+      throw optionError(`eot must hold ${count} positions in [0, ${contextLength}), got [${eot.join(', ')}]`);
+    }
+    if (count === 0) return { count, dim, data: new Float32Array(0) };
+    // Causal attention: the EOT row never sees later rows, so only the first max(eot)+1 rows need computing
+    // (6 of 77 for "Good photo."). Cutting them changes no feature beyond float32 rounding order.
+    const length = Math.max(...eot) + 1;
+    let rows = embeddings;
+    if (length < contextLength) {
+      rows = new Float32Array(count * length * width);
+      for (let i = 0; i < count; i++) {
+        const start = i * contextLength * width;
+        rows.set(embeddings.subarray(start, start + length * width), i * length * width);
+      }
+    }
+    const session = await this.#session('text');
+    const out = await session.run({ embeddings: float32Tensor(rows, [count, length, width]), eot: int64Tensor(eot) });
+    return { count, dim, data: float32Data(out.features, 'features', [count, dim]) };
+  }
+}

@@ -1,0 +1,72 @@
+import { availableParallelism } from 'node:os';
+import type { InferenceSession } from 'onnxruntime-node';
+import { ClipIqaError } from '../errors.js';
+import type { ModelRuntimeOptions } from '../model/types.js';
+
+export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
+
+/** How onnxruntime sessions are created. Every field has a default tuned for CPU inference of one model at a time. */
+export interface RuntimeOptions extends ModelRuntimeOptions {
+  /** Intra-op threads (the threads one convolution or matrix product is split over); default `os.availableParallelism()`. */
+  readonly threads?: number;
+  /** Inter-op threads; default 1, since the towers are chains with no independent branches worth running side by side. */
+  readonly interOpThreads?: number;
+  /** Default 'all': includes the NCHWc layout transforms that let MLAS use AVX-512 convolution kernels. */
+  readonly graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Default 'sequential' (see interOpThreads). */
+  readonly executionMode?: 'sequential' | 'parallel';
+  /** Default true: the arena keeps activation buffers between runs instead of returning them to the system. */
+  readonly enableCpuMemArena?: boolean;
+  /** Default true: reuses the allocation plan of the previous run when input shapes repeat. */
+  readonly enableMemPattern?: boolean;
+  /**
+   * Raw session configuration entries (onnxruntime's `onnxruntime_session_options_config_keys.h`),
+   * e.g. `{ 'session.intra_op.allow_spinning': '0' }` to stop worker threads spinning between runs.
+   */
+  readonly configEntries?: Readonly<Record<string, string>>;
+  /**
+   * Initializers of at least this many bytes travel to onnxruntime as in-memory external data rather than
+   * inside the protobuf (default 1 MiB). Needed for towers over 2 GiB of float32 weights (RN50x64, ViT-L/14).
+   */
+  readonly externalMinBytes?: number;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new ClipIqaError('E_OPTION', `${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
+
+/** Nested `{ session: { key: value } }` form that onnxruntime-node's binding flattens back into dotted config keys. */
+function nestConfigEntries(entries: Readonly<Record<string, string>>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split('.');
+    let node = root;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      if (typeof next === 'string') throw new ClipIqaError('E_OPTION', `session config key "${key}" clashes with another key`);
+      node = (next as Record<string, unknown> | undefined) ?? (node[part] = {});
+    }
+    node[parts[parts.length - 1]!] = value;
+  }
+  return root;
+}
+
+/** onnxruntime session options for `options`, defaults filled in and values checked. */
+export function sessionOptions(options: RuntimeOptions = {}): InferenceSession.SessionOptions {
+  return {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: positiveInteger('threads', options.threads, availableParallelism()),
+    interOpNumThreads: positiveInteger('interOpThreads', options.interOpThreads, 1),
+    graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+    executionMode: options.executionMode ?? 'sequential',
+    enableCpuMemArena: options.enableCpuMemArena ?? true,
+    enableMemPattern: options.enableMemPattern ?? true,
+    ...(options.configEntries && Object.keys(options.configEntries).length > 0
+      ? { extra: nestConfigEntries(options.configEntries) }
+      : {}),
+  };
+}
