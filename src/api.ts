@@ -1,0 +1,396 @@
+/**
+ * The library surface: load a CLIP checkpoint once, then score, embed and map images.
+ *
+ *   const iqa = await ClipIqa.load({ model: 'RN50.pt', vocab: 'bpe_simple_vocab_16e6.txt.gz' });
+ *   const { scores } = await iqa.score('photo.jpg', { attributes: ['quality', 'sharpness'] });
+ *
+ * Data flows one way: source → pixels (image/) → image features (model/); prompts → tokens (text/) →
+ * text features (iqa/text-features); features → scores (iqa/score).
+ */
+import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
+import { type HubOptions, resolveSource } from './hub/resolve.js';
+import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
+import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
+import { type LearnedContext, type LearnedPrompts, PLUS_CLASSNAMES, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
+import {
+  type Attribute,
+  DEFAULT_ATTRIBUTES,
+  ENSEMBLE,
+  ENSEMBLE_PAIRS,
+  type NoisinessPolarity,
+  type PromptPair,
+  parsePromptPair,
+  resolveAttributes,
+} from './iqa/prompts.js';
+import { pairScores } from './iqa/score.js';
+import { TextFeatureCache } from './iqa/text-features.js';
+import { OnnxClipEncoder } from './model/clip-encoder.js';
+import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
+import type { RuntimeOptions } from './runtime/options.js';
+import { Tokenizer } from './text/tokenizer.js';
+import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
+import { loadCheckpoint } from './weights/load.js';
+import { StateDict } from './weights/state-dict.js';
+
+/** The key under which the CLIP-IQA+ score is reported. */
+export const PLUS = 'clipiqa+';
+
+export interface ClipIqaOptions {
+  /**
+   * A CLIP checkpoint: a registry name (`RN50`, the default, as in the paper; `ViT-B/32`, …), a file path
+   * (safetensors, torch.save, OpenAI TorchScript), a URL `https://…#sha256=…`, its bytes, or a loaded StateDict.
+   * Registry names and URLs are downloaded into the cache on first use.
+   */
+  readonly model?: string | Uint8Array | StateDict;
+  /** The CLIP BPE vocabulary `bpe_simple_vocab_16e6.txt.gz`: registry name, path, URL or bytes; default: fetched. */
+  readonly vocab?: string | Uint8Array;
+  /**
+   * A CLIP-IQA+ learned context, which adds the `clipiqa+` score: `true` for the official context (`clipiqa+`),
+   * a registry name, a path, a URL, or bytes.
+   */
+  readonly plus?: string | Uint8Array | boolean;
+  /**
+   * Positional mode of the image features for CLIP-IQA+; default: what the context was trained with
+   * (registry contexts know it), else `none` as the official context was trained.
+   */
+  readonly plusPositional?: PositionalMode;
+  /** Default positional mode for every call; default `none` (CLIP-IQA). */
+  readonly positional?: PositionalMode;
+  /** Which way `noisiness` points; default `noisy` (official: higher = noisier). */
+  readonly noisiness?: NoisinessPolarity;
+  /** How images are decoded (EXIF orientation, alpha, ICC, resize, pixel limit); see `DecodeOptions`. */
+  readonly decode?: DecodeOptions;
+  /** onnxruntime settings: threads, optimisation level, … */
+  readonly runtime?: RuntimeOptions;
+  /** Where and how files are fetched: cache directory, offline mode, mirror, progress, quiet, … */
+  readonly hub?: HubOptions;
+  /** A name for the model in results (default: the registry name or the path). */
+  readonly name?: string;
+}
+
+export interface ScoreOptions {
+  /**
+   * Attribute names and set names (`look`, `feel`, `paper`, `extra`, `all`, `ensemble`), as an array or a
+   * comma-separated string. Default: the paper's twelve (`paper`). An empty list scores only `prompts`.
+   */
+  readonly attributes?: readonly string[] | string;
+  /** Your own antonym pairs: `{name, positive, negative}` or `"name=positive|negative"` / `"positive|negative"`. */
+  readonly prompts?: readonly (PromptPair | string)[];
+  /** Also report pyiqa's five-pair quality ensemble as `ensemble` (also asked by the attribute name `ensemble`). */
+  readonly ensemble?: boolean;
+  /** Also report the CLIP-IQA+ score as `clipiqa+` (needs a context; default: true when one is loaded). */
+  readonly plus?: boolean;
+  /** Positional mode for this call. */
+  readonly positional?: PositionalMode;
+  /** Per-region score maps (ResNet models) for these score names (attributes or prompt names). */
+  readonly maps?: readonly string[];
+  /** Decode options for this call, over the instance's. */
+  readonly decode?: DecodeOptions;
+}
+
+export interface ImageScores {
+  /** The file path, or the name given to bytes (`<buffer>` by default). */
+  readonly source: string;
+  /** The size the network saw (after orientation and any resize). */
+  readonly width: number;
+  readonly height: number;
+  /** Score name → probability of the positive prompt, in (0, 1). */
+  readonly scores: Record<string, number>;
+  /** Per-region maps, when asked. */
+  readonly maps?: readonly ScoreMap[];
+}
+
+export interface ImageFailure {
+  readonly source: string;
+  readonly error: ClipIqaError;
+}
+
+export type BatchResult = ({ readonly ok: true; readonly index: number } & ImageScores) | ({ readonly ok: false; readonly index: number } & ImageFailure);
+
+export interface ScoreManyOptions extends ScoreOptions {
+  /** How many images are decoded ahead of inference; default 2. */
+  readonly concurrency?: number;
+}
+
+/** A decoded input with a name for messages. */
+interface Prepared {
+  readonly source: string;
+  readonly image: DecodedImage;
+}
+
+/** The pairs a score call evaluates, in the order their scores are reported. */
+interface ScorePlan {
+  readonly pairs: PromptPair[];
+  readonly ensemble: boolean;
+  readonly plus: boolean;
+  readonly positional: PositionalMode;
+  readonly maps: readonly string[];
+}
+
+function sourceName(input: ImageSource, options?: DecodeOptions): string {
+  return typeof input === 'string' ? input : (options?.name ?? '<buffer>');
+}
+
+function checkPositional(mode: PositionalMode | undefined, what: string): PositionalMode | undefined {
+  if (mode !== undefined && !POSITIONAL_MODES.includes(mode)) {
+    throw new ClipIqaError('E_OPTION', `${what} must be one of ${POSITIONAL_MODES.join(', ')}, got "${String(mode)}"`);
+  }
+  return mode;
+}
+
+/** CLIP-IQA over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
+export class ClipIqa {
+  readonly encoder: ClipEncoder;
+  readonly tokenizer: Tokenizer;
+  readonly name: string;
+  readonly context: LearnedContext | undefined;
+  readonly #options: ClipIqaOptions;
+  readonly #text: TextFeatureCache;
+  #plusFeatures: Promise<Features> | undefined;
+
+  private constructor(encoder: ClipEncoder, tokenizer: Tokenizer, context: LearnedContext | undefined, name: string, options: ClipIqaOptions) {
+    this.encoder = encoder;
+    this.tokenizer = tokenizer;
+    this.context = context;
+    this.name = name;
+    this.#options = options;
+    this.#text = new TextFeatureCache(encoder, tokenizer);
+  }
+
+  static async load(options: ClipIqaOptions = {}): Promise<ClipIqa> {
+    checkPositional(options.positional, 'positional');
+    checkPositional(options.plusPositional, 'plusPositional');
+    const hub = options.hub ?? {};
+    const { model } = options;
+    // Files are resolved one after another so that progress bars of first-time downloads do not interleave.
+    const modelFile = model instanceof StateDict || model instanceof Uint8Array ? undefined : await resolveSource(model, 'model', hub);
+    const vocabFile = options.vocab instanceof Uint8Array ? undefined : await resolveSource(options.vocab, 'vocab', hub);
+    const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
+    const plusFile =
+      options.plus === undefined || options.plus === false || plusSpec instanceof Uint8Array ? undefined : await resolveSource(plusSpec, 'context', hub);
+    const [sd, tokenizer, context] = await Promise.all([
+      model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
+      options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
+      plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
+    ]);
+    const encoder = OnnxClipEncoder.create(sd, options.runtime);
+    if (context) {
+      // Built once here so a context that does not fit the model fails at load, not at the first image.
+      buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width);
+    }
+    const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
+    const name =
+      options.name ??
+      (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
+    return new ClipIqa(encoder, tokenizer, context, name, { ...options, plusPositional: options.plusPositional ?? trainedWith });
+  }
+
+  get architecture(): ClipArchitecture {
+    return this.encoder.architecture;
+  }
+
+  /** e.g. "ResNet [3,4,6,3] width 64 @224, text 512×12, embed 1024". */
+  describe(): string {
+    return describeArchitecture(this.encoder.architecture);
+  }
+
+  get logitScale(): number {
+    return this.encoder.logitScale;
+  }
+
+  // -- scoring --------------------------------------------------------------------------------------------------
+
+  /** The attributes and pairs a call with these options reports, in order (for headers and schemas). */
+  plan(options: ScoreOptions = {}): ScorePlan {
+    const names = options.attributes === undefined ? DEFAULT_ATTRIBUTES : typeof options.attributes === 'string' ? options.attributes.split(',') : options.attributes;
+    const resolved = resolveAttributes(names, this.#options.noisiness);
+    const custom = (options.prompts ?? []).map((p) => (typeof p === 'string' ? parsePromptPair(p) : p));
+    const pairs: PromptPair[] = [...resolved.attributes];
+    for (const p of custom) {
+      if (pairs.some((x) => x.name === p.name) || p.name === ENSEMBLE || p.name === PLUS) {
+        throw new ClipIqaError('E_PROMPT', `two score names are "${p.name}"; give the prompt pair another name ("name=positive|negative")`);
+      }
+      pairs.push(p);
+    }
+    const plus = options.plus ?? this.context !== undefined;
+    if (plus && !this.context) {
+      throw new ClipIqaError('E_CONTEXT', 'the CLIP-IQA+ score needs a learned context: load the model with `plus` (a context file)');
+    }
+    const ensemble = options.ensemble === true || resolved.ensemble;
+    const positional = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
+    const maps = options.maps ?? [];
+    for (const m of maps) {
+      if (!pairs.some((p) => p.name === m)) {
+        throw new ClipIqaError('E_OPTION', `a score map was asked for "${m}", which is not among the scored attributes (${pairs.map((p) => p.name).join(', ')})`);
+      }
+    }
+    if (maps.length > 0 && this.architecture.vision.family !== 'resnet') {
+      throw new ClipIqaError('E_OPTION', 'per-region score maps need a ResNet CLIP model (dense attention-pool features); this model is a ViT');
+    }
+    if (pairs.length === 0 && !ensemble && !plus) {
+      throw new ClipIqaError('E_PROMPT', 'nothing to score: give attributes, prompt pairs, the ensemble or CLIP-IQA+');
+    }
+    return { pairs, ensemble, plus, positional, maps };
+  }
+
+  /** Scores one image. */
+  async score(input: ImageSource, options: ScoreOptions = {}): Promise<ImageScores> {
+    const plan = this.plan(options);
+    const prepared = await this.#prepare(input, options.decode);
+    return this.#scorePrepared(prepared, plan);
+  }
+
+  /**
+   * Scores many images, yielding each result as it is ready, in input order. A bad image yields a failure
+   * (`ok: false`) and the batch goes on. Decoding runs `concurrency` images ahead of inference.
+   */
+  async *scoreMany(inputs: Iterable<ImageSource> | AsyncIterable<ImageSource>, options: ScoreManyOptions = {}): AsyncGenerator<BatchResult> {
+    const plan = this.plan(options);
+    const ahead = Math.max(1, Math.floor(options.concurrency ?? 2));
+    const queue: { source: string; prepared: Promise<Prepared> }[] = [];
+    let index = 0;
+    const take = async function* () {
+      for await (const input of inputs) yield input;
+    };
+    const iterator = take();
+    let done = false;
+    const fill = async () => {
+      while (!done && queue.length < ahead) {
+        const next = await iterator.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        const prepared = this.#prepare(next.value, options.decode);
+        prepared.catch(() => undefined); // surfaced when its turn comes
+        queue.push({ source: sourceName(next.value, options.decode), prepared });
+      }
+    };
+    await fill();
+    while (queue.length > 0) {
+      const item = queue.shift()!;
+      await fill();
+      try {
+        const result = await this.#scorePrepared(await item.prepared, plan);
+        yield { ok: true, index, ...result };
+      } catch (e) {
+        yield { ok: false, index, source: item.source, error: asClipIqaError(e, item.source) };
+      }
+      index++;
+    }
+  }
+
+  async #prepare(input: ImageSource, decode?: DecodeOptions): Promise<Prepared> {
+    const options = { ...this.#options.decode, ...decode };
+    const source = sourceName(input, options);
+    try {
+      return { source, image: await decodeImage(input, options) };
+    } catch (e) {
+      throw asClipIqaError(e, source);
+    }
+  }
+
+  async #scorePrepared({ source, image }: Prepared, plan: ScorePlan): Promise<ImageScores> {
+    try {
+      const pixels = await this.encoder.normalize([image]);
+      const scores: Record<string, number> = {};
+      const features = new Map<PositionalMode, Promise<Features>>();
+      const imageFeatures = (mode: PositionalMode) => {
+        let f = features.get(mode);
+        if (!f) features.set(mode, (f = this.encoder.encodeImages(pixels, mode)));
+        return f;
+      };
+      if (plan.pairs.length > 0) {
+        const text = await this.#pairFeatures(plan.pairs);
+        const s = pairScores(await imageFeatures(plan.positional), text, this.logitScale);
+        plan.pairs.forEach((p, i) => (scores[p.name] = s[i]!));
+      }
+      if (plan.ensemble) {
+        const text = await this.#pairFeatures(ENSEMBLE_PAIRS);
+        const s = pairScores(await imageFeatures(plan.positional), text, this.logitScale);
+        scores[ENSEMBLE] = s.reduce((a, b) => a + b, 0) / s.length;
+      }
+      if (plan.plus) {
+        const text = await this.#learnedFeatures();
+        scores[PLUS] = pairScores(await imageFeatures(this.#options.plusPositional ?? 'none'), text, this.logitScale)[0]!;
+      }
+      const result: ImageScores = { source, width: image.width, height: image.height, scores };
+      if (plan.maps.length === 0) return result;
+      return { ...result, maps: await this.#maps(pixels, plan.pairs.filter((p) => plan.maps.includes(p.name))) };
+    } catch (e) {
+      throw asClipIqaError(e, source);
+    }
+  }
+
+  async #maps(pixels: PixelBatch, pairs: readonly PromptPair[]): Promise<ScoreMap[]> {
+    const dense = await this.encoder.encodeDense(pixels);
+    const text = await this.#pairFeatures(pairs);
+    return denseScoreMaps(dense, text, pairs.map((p) => p.name), this.logitScale);
+  }
+
+  #pairFeatures(pairs: readonly PromptPair[]): Promise<Features> {
+    return this.#text.features(pairs.flatMap((p) => [p.positive, p.negative]));
+  }
+
+  #learnedFeatures(): Promise<Features> {
+    if (!this.#plusFeatures) {
+      const context = this.context!;
+      const prompts: LearnedPrompts = buildLearnedPrompts(
+        context,
+        this.tokenizer,
+        (ids) => this.encoder.tokenEmbeddings(ids),
+        this.architecture.text.width,
+        PLUS_CLASSNAMES,
+      );
+      this.#plusFeatures = this.encoder.encodeEmbeddings(prompts.embeddings, prompts.classnames.length, prompts.eot);
+      this.#plusFeatures.catch(() => (this.#plusFeatures = undefined));
+    }
+    return this.#plusFeatures;
+  }
+
+  // -- embeddings ---------------------------------------------------------------------------------------------------
+
+  /** The image's CLIP features (embedDim floats, not normalised). */
+  async embedImage(input: ImageSource, options: { positional?: PositionalMode; decode?: DecodeOptions } = {}): Promise<Float32Array> {
+    const { source, image } = await this.#prepare(input, options.decode);
+    try {
+      const pixels = await this.encoder.normalize([image]);
+      const mode = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
+      return (await this.encoder.encodeImages(pixels, mode)).data;
+    } catch (e) {
+      throw asClipIqaError(e, source);
+    }
+  }
+
+  /** Text features of each text (embedDim floats each, not normalised). */
+  async embedText(texts: readonly string[]): Promise<Float32Array[]> {
+    const f = await this.#text.features(texts);
+    return texts.map((_, i) => f.data.slice(i * f.dim, (i + 1) * f.dim));
+  }
+
+  /** Per-region score maps of one image for attributes or prompt pairs (ResNet models). */
+  async scoreMaps(input: ImageSource, attributes: readonly string[] | string, options: Omit<ScoreOptions, 'maps' | 'attributes'> = {}): Promise<ScoreMap[]> {
+    const plan = this.plan({ ...options, attributes, ensemble: false, plus: false });
+    const { source, image } = await this.#prepare(input, options.decode);
+    try {
+      return await this.#maps(await this.encoder.normalize([image]), plan.pairs);
+    } catch (e) {
+      throw asClipIqaError(e, source);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.encoder.dispose();
+  }
+}
+
+/** Errors from deeper layers that lack the input's name get it prefixed, so a batch report says which file failed. */
+function asClipIqaError(e: unknown, source: string): ClipIqaError {
+  if (isClipIqaError(e)) {
+    if (e.message.includes(source)) return e;
+    return new ClipIqaError(e.code, `${source}: ${e.message}`, { cause: e });
+  }
+  return new ClipIqaError('E_RUNTIME', `${source}: ${errorMessage(e)}`, { cause: e });
+}
+
+export type { Attribute };

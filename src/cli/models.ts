@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { describeArchitecture } from '../weights/architecture.js';
+import { type HubOptions, cachePath, createProgressBar, formatBytes, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+
+interface HubFlags {
+  cacheDir?: string;
+  offline?: boolean;
+  mirror?: string;
+  quiet?: boolean;
+  json?: boolean;
+  force?: boolean;
+}
+
+function hubOptions(flags: HubFlags): HubOptions {
+  const bar = createProgressBar({ quiet: flags.quiet });
+  return { cacheDir: flags.cacheDir, offline: flags.offline, mirror: flags.mirror, quiet: flags.quiet, onProgress: bar.active ? bar.update : undefined };
+}
+
+const hubFlags = (cmd: Command): Command =>
+  cmd
+    .option('--cache-dir <dir>', 'model cache (default: $CLIP_IQA_HOME or the platform cache directory)')
+    .option('--offline', 'never use the network')
+    .option('--mirror <url>', 'fetch registry files from this base URL or directory instead')
+    .option('-q, --quiet', 'no progress bar')
+    .option('--json', 'machine-readable output');
+
+/** `clip-iqa models [list|pull|verify|rm|path]`: what the registry knows and what the cache holds. */
+export function modelsCommand(program: Command): Command {
+  const models = program.command('models').description('list, download, verify and remove models, vocabularies and CLIP-IQA+ contexts');
+
+  hubFlags(models.command('list', { isDefault: true }).description('registry entries and what is cached')).action(async (flags: HubFlags) => {
+    const items = await listModels(hubOptions(flags));
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify(items.map(({ entry, ...rest }) => ({ ...rest, description: entry?.description ?? null })), null, 2)}\n`);
+      return;
+    }
+    const rows = items.map((i) => {
+      const size = i.cached ? formatBytes(i.sizeBytes ?? 0) : i.expectedSizeBytes ? `${i.sizeApproximate ? '~' : ''}${formatBytes(i.expectedSizeBytes)}` : '?';
+      const what = i.entry?.kind === 'model' ? describeArchitecture(i.entry.architecture) : (i.entry?.description ?? i.fileName);
+      const state = i.cached ? 'cached' : i.partialBytes > 0 ? `partial ${formatBytes(i.partialBytes)}` : '-';
+      return [i.name, i.kind ?? 'url', state, size, what];
+    });
+    const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), 4));
+    const head = ['name', 'kind', 'cache', 'size', 'what'];
+    for (const r of [head, ...rows]) process.stdout.write(`${r.map((cell, c) => (c < 4 ? cell.padEnd(widths[c]!) : cell)).join('  ')}\n`);
+    process.stdout.write(`\ncache: ${cachePath(hubOptions(flags))}   (default model RN50; pull one with: clip-iqa models pull NAME)\n`);
+  });
+
+  hubFlags(models.command('pull').description('download into the cache (verified)').argument('<names...>').option('--force', 'download again even if cached')).action(
+    async (names: string[], flags: HubFlags) => {
+      for (const name of names) {
+        const r = await pullModel(name, { ...hubOptions(flags), force: flags.force });
+        process.stdout.write(flags.json ? `${JSON.stringify({ name, path: r.path, sha256: r.sha256, downloaded: r.downloaded })}\n` : `${name}: ${r.path}${r.downloaded ? '' : ' (already cached)'}\n`);
+      }
+    },
+  );
+
+  hubFlags(models.command('verify').description('re-hash cached files against their checksums').argument('[names...]')).action(async (names: string[], flags: HubFlags) => {
+    const results = await verifyCache({ ...hubOptions(flags), names });
+    if (flags.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+    else for (const r of results) process.stdout.write(`${r.status.padEnd(10)} ${r.name}  ${r.message}\n`);
+    process.exitCode = results.some((r) => r.status === 'corrupt') ? 1 : 0;
+  });
+
+  hubFlags(models.command('rm').description('remove cached files').argument('<names...>')).action(async (names: string[], flags: HubFlags) => {
+    for (const name of names) {
+      const removed = await removeModel(name, hubOptions(flags));
+      process.stdout.write(flags.json ? `${JSON.stringify({ name, removed })}\n` : removed.length ? `${name}: removed ${removed.join(', ')}\n` : `${name}: not cached\n`);
+    }
+  });
+
+  hubFlags(models.command('path').description('print the cache directory')).action((flags: HubFlags) => {
+    process.stdout.write(`${cachePath(hubOptions(flags))}\n`);
+  });
+  return models;
+}

@@ -1,0 +1,145 @@
+import { createWriteStream } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { ClipIqa, PLUS, type ScoreOptions } from '../api.js';
+import type { ImageSource } from '../image/decode.js';
+import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
+import { expandInputs, inputName, readStdin } from './inputs.js';
+import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
+import { FORMATS, type ImageRow, type OutputFormat, type RunHeader, createFormatter, sortRows } from './output.js';
+import { BatchProgress } from './progress.js';
+
+interface ScoreFlags extends ModelFlags {
+  attributes?: string;
+  prompt: string[];
+  ensemble?: boolean;
+  format?: OutputFormat;
+  json?: boolean;
+  output?: string;
+  sort?: string;
+  report?: string;
+  concurrency?: number;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function scoreCommand(program: Command): Command {
+  const cmd = program
+    .command('score', { isDefault: true })
+    .description('score how images look and feel (the default command)')
+    .argument('<images...>', 'image files, directories (searched recursively), globs, or - for standard input')
+    .option('-a, --attributes <list>', 'look, feel, paper (both), extra, all, ensemble, or names: quality,sharpness,…', 'paper')
+    .option('-p, --prompt <pair>', 'your own antonym pair "name=positive|negative" (repeatable)', collect, [])
+    .option('--ensemble', "add pyiqa's five-pair quality ensemble as `ensemble`")
+    .addOption(new Option('-f, --format <format>', 'output format (default: table on a terminal, json otherwise)').choices(FORMATS))
+    .option('--json', 'same as --format json')
+    .option('-o, --output <file>', 'write results to a file instead of standard output')
+    .option('--sort <score>', 'order images by this score, highest first')
+    .option('--report <file.html>', 'also write a self-contained HTML report with thumbnails and radar charts');
+  addModelOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  $ clip-iqa photos/                                  the paper's 12 attributes for every image under photos/
+  $ clip-iqa -a quality,sharpness --sort quality *.jpg
+  $ clip-iqa -a look -p "vivid=Vivid photo.|Dull photo." --format csv -o scores.csv photos/
+  $ clip-iqa --plus --json photo.jpg                  add CLIP-IQA+ (learned prompts, official context)
+  $ clip-iqa --report report.html photos/             an HTML page with thumbnails and radar charts
+  $ clip-iqa -m model.safetensors --vocab bpe_simple_vocab_16e6.txt.gz photo.png   local files, no download
+
+Exit status: 0 when every image was scored, 1 when some failed (reported, the batch goes on), 2 on bad usage.`,
+  );
+  return cmd.action(async (images: string[], flags: ScoreFlags) => {
+    process.exitCode = await runScore(images, flags);
+  });
+}
+
+async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
+  const started = Date.now();
+  const format: OutputFormat = flags.json ? 'json' : (flags.format ?? (process.stdout.isTTY && !flags.output ? 'table' : 'json'));
+  const items = await expandInputs(args);
+  const iqa = await ClipIqa.load(clipIqaOptions(flags));
+  try {
+    const options: ScoreOptions = { attributes: flags.attributes, prompts: flags.prompt, ensemble: flags.ensemble };
+    const plan = iqa.plan(options);
+    if (flags.sort) {
+      const names = [...plan.pairs.map((p) => p.name), ...(plan.ensemble ? [ENSEMBLE] : []), ...(plan.plus ? [PLUS] : [])];
+      if (!names.includes(flags.sort)) {
+        throw new ScoreUsageError(`--sort ${flags.sort}: not among the scores of this run (${names.join(', ')})`);
+      }
+    }
+    const header = runHeader(iqa, plan);
+    const out = flags.output ? createWriteStream(flags.output) : process.stdout;
+    const color = !flags.output && process.stdout.isTTY === true && !process.env.NO_COLOR;
+    const fileWidth = Math.max(5, ...items.map((i) => inputName(i).length));
+    const formatter = createFormatter(format, header, { color, fileWidth });
+    const progress = new BatchProgress(items.length, { quiet: flags.quiet });
+    const buffered = flags.sort !== undefined || flags.report !== undefined;
+    const rows: ImageRow[] = [];
+    const emit = (text: string) => text && progress.log(out, text);
+    let failed = 0;
+
+    // Arguments that named nothing are reported first; the batch goes on with the rest.
+    const present = items.filter((item) => item.kind !== 'missing');
+    for (const item of items) {
+      if (item.kind !== 'missing') continue;
+      const row: ImageRow = { file: item.arg, error: { code: 'E_NOT_FOUND', message: item.reason } };
+      failed++;
+      progress.tick(false);
+      if (buffered) rows.push(row);
+      if (!flags.sort) emit(formatter.row(row));
+      if (format !== 'table' && !flags.quiet) progress.log(process.stderr, `clip-iqa: ${item.reason}\n`);
+    }
+    const sources = async function* (): AsyncGenerator<ImageSource> {
+      for (const item of present) yield item.kind === 'stdin' ? await readStdin() : (item as { path: string }).path;
+    };
+    let i = 0;
+    for await (const r of iqa.scoreMany(sources(), options)) {
+      const file = inputName(present[i++]!);
+      const row: ImageRow = r.ok
+        ? { file, width: r.width, height: r.height, scores: r.scores }
+        : { file, error: { code: r.error.code, message: r.error.message } };
+      if (!r.ok) failed++;
+      progress.tick(r.ok);
+      if (buffered) rows.push(row);
+      if (!flags.sort) emit(formatter.row(row));
+      if (!r.ok && format !== 'table' && !flags.quiet) progress.log(process.stderr, `clip-iqa: ${r.error.message}\n`);
+    }
+    progress.end();
+    if (flags.sort) for (const row of sortRows(rows, flags.sort)) emit(formatter.row(row));
+    const seconds = (Date.now() - started) / 1000;
+    emit(formatter.end({ images: items.length, failed, seconds: Math.round(seconds * 1000) / 1000 }));
+    if (flags.report) {
+      const { writeReport } = await import('../report/html.js');
+      await writeReport(flags.report, { header, rows: flags.sort ? sortRows(rows, flags.sort) : rows, sortBy: flags.sort });
+    }
+    if (out !== process.stdout) await new Promise<void>((resolve, reject) => (out as NodeJS.WritableStream).end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (!flags.quiet && process.stderr.isTTY) {
+      const rate = items.length / Math.max(seconds, 1e-3);
+      process.stderr.write(`${items.length - failed} scored, ${failed} failed in ${seconds.toFixed(1)} s (${rate.toFixed(2)} images/s)\n`);
+    }
+    return failed > 0 ? 1 : 0;
+  } finally {
+    await iqa.dispose();
+  }
+}
+
+export class ScoreUsageError extends Error {}
+
+function runHeader(iqa: ClipIqa, plan: ReturnType<ClipIqa['plan']>): RunHeader {
+  const prompts: Record<string, RunHeader['prompts'][string]> = {};
+  const names: string[] = [];
+  for (const p of plan.pairs) {
+    prompts[p.name] = [p.positive, p.negative];
+    names.push(p.name);
+  }
+  if (plan.ensemble) {
+    prompts[ENSEMBLE] = ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]);
+    names.push(ENSEMBLE);
+  }
+  if (plan.plus) {
+    prompts[PLUS] = `learned context ${iqa.context?.source ?? ''} (Good photo. | Bad photo.)`;
+    names.push(PLUS);
+  }
+  return { model: iqa.name, positional: plan.positional, prompts, names };
+}
