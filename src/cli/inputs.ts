@@ -7,6 +7,8 @@ export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'jfif', 'png', 'webp', 'avif', '
 
 const IMAGE_RE = new RegExp(`\\.(${IMAGE_EXTENSIONS.join('|')})$`, 'i');
 
+export const isImageName = (path: string): boolean => IMAGE_RE.test(path);
+
 /** One thing to score: a file, standard input, or an argument that named nothing (reported, not fatal). */
 export type InputItem =
   | { readonly kind: 'file'; readonly path: string }

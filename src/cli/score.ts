@@ -3,7 +3,7 @@ import { type Command, Option } from 'commander';
 import { ClipIqa, PLUS, type ScoreOptions } from '../api.js';
 import type { ImageSource } from '../image/decode.js';
 import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
-import { expandInputs, inputName, readStdin } from './inputs.js';
+import { expandInputs, inputName, isImageName, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
 import { FORMATS, type ImageRow, type OutputFormat, type RunHeader, createFormatter, sortRows } from './output.js';
 import { BatchProgress } from './progress.js';
@@ -50,6 +50,11 @@ Examples:
 Exit status: 0 when every image was scored, 1 when some failed (reported, the batch goes on), 2 on bad usage.`,
   );
   return cmd.action(async (images: string[], flags: ScoreFlags) => {
+    // `--plus photo.jpg` would take the photo as the context file; contexts are never images, so give it back.
+    if (typeof flags.plus === 'string' && isImageName(flags.plus)) {
+      images = [flags.plus, ...images];
+      flags.plus = true;
+    }
     process.exitCode = await runScore(images, flags);
   });
 }
