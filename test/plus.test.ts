@@ -34,6 +34,28 @@ describe('CLIP-IQA+ contexts', () => {
     });
   }
 
+  it('takes one context per prompt, shape (2, 16, W), as pyiqa\'s _512 checkpoints carry', async () => {
+    const tokenizer = await Tokenizer.fromFile(VOCAB);
+    const shared = await loadLearnedContext(fixture('tiny-rn', 'clipiqa+-ctx.pth'));
+    const second = shared.data.map((v) => v * 2);
+    const data = new Float32Array([...shared.data, ...second]);
+    const header = new TextEncoder().encode(
+      JSON.stringify({ 'params.prompt_learner.ctx': { dtype: 'F32', shape: [2, 16, 64], data_offsets: [0, data.byteLength] } }),
+    );
+    const bytes = new Uint8Array(8 + header.length + data.byteLength);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(header.length), true);
+    bytes.set(header, 8);
+    bytes.set(new Uint8Array(data.buffer), 8 + header.length);
+    const ctx = await loadLearnedContext(bytes, 'two.safetensors');
+    expect([ctx.prompts, ctx.tokens, ctx.width]).toEqual([2, 16, 64]);
+    const lookup = (ids: readonly number[]) => new Float32Array(ids.length * 64);
+    const prompts = buildLearnedPrompts(ctx, tokenizer, lookup, 64);
+    // Slot 1 of each prompt holds its own context's first row.
+    const L = 77;
+    expect(prompts.embeddings.subarray(64, 128)).toEqual(shared.data.subarray(0, 64));
+    expect(prompts.embeddings.subarray((L + 1) * 64, (L + 2) * 64)).toEqual(second.subarray(0, 64));
+  });
+
   it('rejects a context of the wrong width and a file without a context', async () => {
     const tokenizer = await Tokenizer.fromFile(VOCAB);
     const ctx = await loadLearnedContext(fixture('tiny-rn', 'clipiqa+-ctx.pth'));
