@@ -24,7 +24,8 @@ describe('batch progress bar', () => {
     p.tick(true);
     expect(term.text()).toMatch(/3\/3 images\s+[\d.]+ img\/s\s+ETA 0:00\s+1 failed/);
     p.log(term.stream, 'row\n');
-    expect(term.text()).toMatch(/\r\x1b\[Krow\n\r\x1b\[K\[/);
+    const ESC = String.fromCharCode(27);
+    expect(term.text()).toContain(`\r${ESC}[Krow\n\r${ESC}[K[`);
     p.end();
     expect(term.text().endsWith('\n')).toBe(true);
   });
