@@ -48,7 +48,7 @@ export class BatchProgress {
     if (!this.active) return;
     const seconds = (Date.now() - this.#started) / 1000;
     const rate = seconds > 0 ? this.#done / seconds : 0;
-    const eta = rate > 0 ? formatDuration((this.#total - this.#done) / rate) : '?';
+    const eta = this.#done >= this.#total ? formatDuration(0) : rate > 0 ? formatDuration((this.#total - this.#done) / rate) : '?';
     const width = Math.max(10, Math.min(30, (this.#stream.columns ?? 80) - 60));
     const filled = Math.round((this.#done / this.#total) * width);
     const failed = this.#failed ? `  ${this.#failed} failed` : '';
