@@ -119,7 +119,7 @@ interface Prepared {
 }
 
 /** The pairs a score call evaluates, in the order their scores are reported. */
-interface ScorePlan {
+export interface ScorePlan {
   readonly pairs: PromptPair[];
   readonly ensemble: boolean;
   readonly plus: boolean;

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'E_CHECKSUM' // a downloaded file does not have the expected SHA-256
   | 'E_OFFLINE' // a file is needed but offline mode forbids fetching it
   | 'E_CACHE' // the model cache cannot be written
+  | 'E_OUTPUT' // a results file or report cannot be written
   | 'E_NOT_FOUND'; // a file or model name that does not exist
 
 export class ClipIqaError extends Error {

@@ -14,6 +14,7 @@ export {
   type ImageScores,
   type ScoreManyOptions,
   type ScoreOptions,
+  type ScorePlan,
 } from './api.js';
 export { ClipIqaError, isClipIqaError, type ErrorCode } from './errors.js';
 export {

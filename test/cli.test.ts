@@ -130,6 +130,12 @@ describe('clip-iqa score', () => {
     const mode = await runCli([...BASE, '--positional', 'sideways', join(dir, 'rocket.jpg')]);
     expect(mode.code).toBe(2);
     expect(mode.stderr).toMatch(/sideways/);
+    const output = await runCli([...BASE, '-o', '/nonexistent-dir/scores.json', join(dir, 'rocket.jpg')]);
+    expect(output.code).toBe(2);
+    expect(output.stderr).toMatch(/cannot write the results \/nonexistent-dir\/scores\.json: the directory \/nonexistent-dir does not exist/);
+    const report = await runCli([...BASE, '--report', dir + '/', join(dir, 'rocket.jpg')]);
+    expect(report.code).toBe(2);
+    expect(report.stderr).toMatch(/cannot write the report .*: that is a directory/);
     const pair = await runCli([...BASE, '-p', 'no bar here', join(dir, 'rocket.jpg')]);
     expect(pair.code).toBe(2);
     expect(pair.stderr).toMatch(/not "positive\|negative"/);

@@ -1,11 +1,14 @@
 import { createWriteStream } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { ClipIqa, PLUS, type ScoreOptions } from '../api.js';
+import { ClipIqa, PLUS, type ScoreOptions, type ScorePlan } from '../api.js';
+import { ClipIqaError } from '../errors.js';
 import type { ImageSource } from '../image/decode.js';
 import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
 import { expandInputs, inputName, isImageName, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
 import { FORMATS, type ImageRow, type OutputFormat, type RunHeader, createFormatter, sortRows } from './output.js';
+import { checkReportPath, writeReport } from '../report/html.js';
+import { checkWritableFile, outputError } from '../util/output-file.js';
 import { BatchProgress } from './progress.js';
 
 interface ScoreFlags extends ModelFlags {
@@ -62,6 +65,9 @@ Exit status: 0 when every image was scored, 1 when some failed (reported, the ba
 async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
   const started = Date.now();
   const format: OutputFormat = flags.json ? 'json' : (flags.format ?? (process.stdout.isTTY && !flags.output ? 'table' : 'json'));
+  // Output paths are checked before the model loads, so a typo does not cost a whole run.
+  if (flags.output) await checkWritableFile(flags.output, 'the results', 'scores.json');
+  if (flags.report) await checkReportPath(flags.report);
   const items = await expandInputs(args);
   const iqa = await ClipIqa.load(clipIqaOptions(flags));
   try {
@@ -70,11 +76,14 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
     if (flags.sort) {
       const names = [...plan.pairs.map((p) => p.name), ...(plan.ensemble ? [ENSEMBLE] : []), ...(plan.plus ? [PLUS] : [])];
       if (!names.includes(flags.sort)) {
-        throw new ScoreUsageError(`--sort ${flags.sort}: not among the scores of this run (${names.join(', ')})`);
+        throw new ClipIqaError('E_OPTION', `--sort ${flags.sort}: not among the scores of this run (${names.join(', ')})`);
       }
     }
     const header = runHeader(iqa, plan);
     const out = flags.output ? createWriteStream(flags.output) : process.stdout;
+    let writeFailure: Error | undefined;
+    // A disk that fills up mid-run must end the run with a message, not crash it with an unhandled 'error' event.
+    if (out !== process.stdout) out.on('error', (e: Error) => (writeFailure ??= e));
     const color = !flags.output && process.stdout.isTTY === true && !process.env.NO_COLOR;
     const fileWidth = Math.max(5, ...items.map((i) => inputName(i).length));
     const formatter = createFormatter(format, header, { color, fileWidth });
@@ -115,10 +124,12 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
     const seconds = (Date.now() - started) / 1000;
     emit(formatter.end({ images: items.length, failed, seconds: Math.round(seconds * 1000) / 1000 }));
     if (flags.report) {
-      const { writeReport } = await import('../report/html.js');
       await writeReport(flags.report, { header, rows: flags.sort ? sortRows(rows, flags.sort) : rows, sortBy: flags.sort });
     }
-    if (out !== process.stdout) await new Promise<void>((resolve, reject) => (out as NodeJS.WritableStream).end((e?: Error | null) => (e ? reject(e) : resolve())));
+    if (out !== process.stdout) {
+      await new Promise<void>((resolve) => (out as NodeJS.WritableStream).end(() => resolve()));
+      if (writeFailure) throw outputError('the results', flags.output!, writeFailure.message, writeFailure);
+    }
     if (!flags.quiet && process.stderr.isTTY) {
       const rate = items.length / Math.max(seconds, 1e-3);
       process.stderr.write(`${items.length - failed} scored, ${failed} failed in ${seconds.toFixed(1)} s (${rate.toFixed(2)} images/s)\n`);
@@ -129,9 +140,8 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
   }
 }
 
-export class ScoreUsageError extends Error {}
-
-function runHeader(iqa: ClipIqa, plan: ReturnType<ClipIqa['plan']>): RunHeader {
+/** What a run reports: model, positional mode, and each score name with its prompts (shared with the report and server). */
+export function runHeader(iqa: ClipIqa, plan: ScorePlan): RunHeader {
   const prompts: Record<string, RunHeader['prompts'][string]> = {};
   const names: string[] = [];
   for (const p of plan.pairs) {

@@ -12,9 +12,10 @@
  * - Written atomically: a temporary file beside the target, renamed over it once complete.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, access, constants, open, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { type ImageRow, type RunHeader, sortRows } from '../cli/output.js';
+import { checkWritableFile, outputError } from '../util/output-file.js';
 import { ClipIqaError, errorMessage } from '../errors.js';
 import { ATTRIBUTES, type AttributeGroup } from '../iqa/prompts.js';
 import { escapeMarkup as esc, type RadarAxis, radarSvg } from './radar.js';
@@ -585,35 +586,10 @@ export async function renderReport(input: ReportInput, options: ReportOptions = 
   return html;
 }
 
-const writeError = (path: string, reason: string, cause?: unknown) =>
-  new ClipIqaError('E_OPTION', `cannot write the report ${path}: ${reason}`, cause === undefined ? undefined : { cause });
+const writeError = (path: string, reason: string, cause?: unknown) => outputError('the report', path, reason, cause);
 
-/**
- * Fails early, with a message that says what to do, when a report could not be written to `path`: a directory,
- * a missing or read-only directory, a read-only file. Cheap: call it before a long run, not only after.
- */
-export async function checkReportPath(path: string): Promise<void> {
-  const target = resolve(path);
-  if (/[\\/]$/.test(path)) throw writeError(path, 'that is a directory; give a file name such as report.html');
-  const info = await stat(target).catch(() => undefined);
-  if (info?.isDirectory()) throw writeError(path, 'that is a directory; give a file name such as report.html');
-  const dir = dirname(target);
-  const dirInfo = await stat(dir).catch(() => undefined);
-  if (!dirInfo) throw writeError(path, `the directory ${dir} does not exist; create it first`);
-  if (!dirInfo.isDirectory()) throw writeError(path, `${dir} is not a directory`);
-  try {
-    await access(dir, constants.W_OK);
-  } catch (e) {
-    throw writeError(path, `the directory ${dir} is not writable (${errorMessage(e)})`, e);
-  }
-  if (info) {
-    try {
-      await access(target, constants.W_OK);
-    } catch (e) {
-      throw writeError(path, `the file exists and is read-only (${errorMessage(e)})`, e);
-    }
-  }
-}
+/** Fails early when a report could not be written to `path`; cheap enough to call before a long run. */
+export const checkReportPath = (path: string): Promise<void> => checkWritableFile(path, 'the report', 'report.html');
 
 /**
  * Writes the report to `path` atomically: the page is streamed into a temporary file in the same directory, which
