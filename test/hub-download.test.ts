@@ -2,130 +2,56 @@
  * Downloads end to end against a local server: progress, resume, servers that ignore Range, checksums, HTTP
  * errors and retries, redirects, stalls, and what is (not) left in the cache after each.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ClipIqaError } from '../src/errors.js';
+import { describe, expect, it } from 'vitest';
 import {
-  DEFAULT_REGISTRY,
   createProgressBar,
   createRegistry,
-  findEntry,
   resolveSource,
   type DownloadProgress,
-  type HubOptions,
   type ModelEntry,
   type Registry,
 } from '../src/hub/index.js';
-import { startServer, type TestServer } from './helpers/http-server.js';
-import { fixture } from './helpers/shared.js';
+import { caught, sha256, tree, useHubFixture } from './helpers/hub-fixture.js';
+import { startServer } from './helpers/http-server.js';
 
-let payload: Buffer;
-let sha: string;
-let server: TestServer;
-let root: string;
-let logs: string[];
-
-const RN50 = findEntry(DEFAULT_REGISTRY, 'RN50', 'model')!;
-
-/** A registry entry named `name` served at `path` on the test server, with the payload's hash (or `hash`). */
-function entry(name: string, path: string, over: Partial<ModelEntry> = {}): ModelEntry {
-  return {
-    ...RN50,
-    name,
-    aliases: [],
-    fileName: `${name}.safetensors`,
-    urls: [server.url(path)],
-    sha256: sha,
-    sha256Prefix: null,
-    sizeBytes: payload.length,
-    sizeApproximate: false,
-    ...over,
-  };
-}
+const hub = useHubFixture('hub-dl-', { connectTimeoutMs: 3000, stallTimeoutMs: 3000, progressIntervalMs: 0 });
+const { entry, opts } = hub;
 
 function registryWith(...entries: ModelEntry[]): Registry {
   return createRegistry(entries);
 }
 
-function opts(registry: Registry, extra: HubOptions = {}): HubOptions {
-  return {
-    cacheDir: root,
-    registry,
-    env: {},
-    quiet: true,
-    log: (level, m) => logs.push(`${level}: ${m}`),
-    retryDelayMs: 5,
-    connectTimeoutMs: 3000,
-    stallTimeoutMs: 3000,
-    progressIntervalMs: 0,
-    ...extra,
-  };
-}
-
-async function caught(p: Promise<unknown>): Promise<ClipIqaError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ClipIqaError;
-  }
-  throw new Error('expected a rejection');
-}
-
-/** Every file under `dir`, relative. */
-async function tree(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath, e.name).slice(dir.length + 1));
-  return out.sort();
-}
-
-const sha256 = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
-
-beforeAll(async () => {
-  payload = await readFile(fixture('tiny-rn', 'model.safetensors'));
-  sha = createHash('sha256').update(payload).digest('hex');
-  server = await startServer();
-});
-afterAll(() => server.close());
-beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'hub-dl-'));
-  logs = [];
-  server.requests.length = 0;
-});
-afterEach(() => rm(root, { recursive: true, force: true }));
-
 describe('download', () => {
   it('streams into the cache with monotonic progress ending at the total, and writes a manifest', async () => {
-    server.route('/plain', { body: payload, trickle: { chunkBytes: 1 << 20, intervalMs: 5 } });
+    hub.server.route('/plain', { body: hub.payload, trickle: { chunkBytes: 1 << 20, intervalMs: 5 } });
     const events: DownloadProgress[] = [];
     const reg = registryWith(entry('plain', '/plain'));
     const r = await resolveSource('plain', 'model', opts(reg, { onProgress: (p) => events.push(p) }));
-    expect(r).toMatchObject({ source: 'registry', downloaded: true, sha256: sha, verification: 'sha256' });
-    expect(r.path).toBe(join(root, 'models', 'plain', 'plain.safetensors'));
-    expect(await sha256(r.path)).toBe(sha);
+    expect(r).toMatchObject({ source: 'registry', downloaded: true, sha256: hub.sha, verification: 'sha256' });
+    expect(r.path).toBe(join(hub.root, 'models', 'plain', 'plain.safetensors'));
+    expect(await sha256(r.path)).toBe(hub.sha);
     expect(events.length).toBeGreaterThan(3);
     for (let i = 1; i < events.length; i++) expect(events[i]!.bytesDone).toBeGreaterThanOrEqual(events[i - 1]!.bytesDone);
     const last = events[events.length - 1]!;
-    expect(last).toMatchObject({ done: true, bytesDone: payload.length, totalBytes: payload.length, etaSeconds: 0 });
-    expect(events.every((e) => e.totalBytes === payload.length)).toBe(true);
+    expect(last).toMatchObject({ done: true, bytesDone: hub.payload.length, totalBytes: hub.payload.length, etaSeconds: 0 });
+    expect(events.every((e) => e.totalBytes === hub.payload.length)).toBe(true);
     expect(events.some((e) => e.bytesPerSecond > 0 && e.etaSeconds !== null && !e.done)).toBe(true);
     const manifest = JSON.parse(await readFile(`${r.path}.meta.json`, 'utf8'));
-    expect(manifest).toMatchObject({ version: 1, sha256: sha, size: payload.length, source: server.url('/plain'), url: server.url('/plain'), verification: 'sha256', origin: 'download', kind: 'model', name: 'plain' });
-    expect(await tree(root)).toEqual(['models/plain/plain.safetensors', 'models/plain/plain.safetensors.meta.json']);
+    expect(manifest).toMatchObject({ version: 1, sha256: hub.sha, size: hub.payload.length, source: hub.server.url('/plain'), url: hub.server.url('/plain'), verification: 'sha256', origin: 'download', kind: 'model', name: 'plain' });
+    expect(await tree(hub.root)).toEqual(['models/plain/plain.safetensors', 'models/plain/plain.safetensors.meta.json']);
   });
 
-  it('resumes with Range after the server cuts the connection mid-file', async () => {
+  it('resumes with Range after the hub.server cuts the connection mid-file', async () => {
     const cutAt = 5_000_000;
-    server.route('/cut', { body: payload, cutAfterBytes: cutAt });
+    hub.server.route('/cut', { body: hub.payload, cutAfterBytes: cutAt });
     const events: DownloadProgress[] = [];
     const r = await resolveSource('cut', 'model', opts(registryWith(entry('cut', '/cut')), { onProgress: (p) => events.push(p) }));
-    expect(await sha256(r.path)).toBe(sha);
-    const reqs = server.requests.filter((q) => q.path === '/cut');
+    expect(await sha256(r.path)).toBe(hub.sha);
+    const reqs = hub.server.requests.filter((q) => q.path === '/cut');
     expect(reqs).toHaveLength(2);
     expect(reqs[0]!.headers.range).toBeUndefined();
     const resumedAt = Number(/^bytes=(\d+)-$/.exec(reqs[1]!.headers.range ?? '')?.[1]);
@@ -134,51 +60,51 @@ describe('download', () => {
     expect(reqs[1]!.status).toBe(206);
     expect(reqs[1]!.headers['if-range']).toMatch(/^"/);
     expect(events.find((e) => e.resumedFrom > 0)?.resumedFrom).toBe(resumedAt);
-    expect(events[events.length - 1]).toMatchObject({ done: true, bytesDone: payload.length });
+    expect(events[events.length - 1]).toMatchObject({ done: true, bytesDone: hub.payload.length });
   });
 
   it('keeps an interrupted download and resumes it on the next call', async () => {
-    server.route('/later', { body: payload, cutAfterBytes: 3_000_000, statusSequence: [] });
-    // First call: the connection is cut, then the server fails for good: E_DOWNLOAD, partial kept.
+    hub.server.route('/later', { body: hub.payload, cutAfterBytes: 3_000_000, statusSequence: [] });
+    // First call: the connection is cut, then the hub.server fails for good: E_DOWNLOAD, partial kept.
     let n = 0;
     const reg = registryWith(entry('later', '/later'));
     const first = resolveSource('later', 'model', opts(reg, { retries: 0, onProgress: () => {
       // After the first bytes arrive, make every later request fail with 503.
-      if (n++ === 1) server.route('/later', { body: payload, cutAfterBytes: 3_000_000, cutTimes: 0, status: 503 });
+      if (n++ === 1) hub.server.route('/later', { body: hub.payload, cutAfterBytes: 3_000_000, cutTimes: 0, status: 503 });
     } }));
     const err = await caught(first);
     expect(err.code).toBe('E_DOWNLOAD');
     expect(err.message).toMatch(/HTTP 503/);
     expect(err.message).toMatch(/partial download is kept/);
-    const dest = join(root, 'models', 'later', 'later.safetensors');
+    const dest = join(hub.root, 'models', 'later', 'later.safetensors');
     const partSize = (await stat(`${dest}.part`)).size;
     expect(partSize).toBeGreaterThan(0);
     expect(existsSync(`${dest}.part.json`)).toBe(true);
     expect(existsSync(dest)).toBe(false);
 
-    server.route('/later', { body: payload });
-    server.requests.length = 0;
+    hub.server.route('/later', { body: hub.payload });
+    hub.server.requests.length = 0;
     const r = await resolveSource('later', 'model', opts(reg));
-    expect(server.requests.map((q) => [q.headers.range, q.status])).toEqual([[`bytes=${partSize}-`, 206]]);
-    expect(await sha256(r.path)).toBe(sha);
-    expect(await tree(join(root, 'models', 'later'))).toEqual(['later.safetensors', 'later.safetensors.meta.json']);
+    expect(hub.server.requests.map((q) => [q.headers.range, q.status])).toEqual([[`bytes=${partSize}-`, 206]]);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(await tree(join(hub.root, 'models', 'later'))).toEqual(['later.safetensors', 'later.safetensors.meta.json']);
   });
 
-  it('starts again when the server ignores Range and answers 200', async () => {
-    server.route('/norange', { body: payload, cutAfterBytes: 4_000_000, ignoreRange: true });
+  it('starts again when the hub.server ignores Range and answers 200', async () => {
+    hub.server.route('/norange', { body: hub.payload, cutAfterBytes: 4_000_000, ignoreRange: true });
     const r = await resolveSource('norange', 'model', opts(registryWith(entry('norange', '/norange'))));
-    expect(await sha256(r.path)).toBe(sha);
-    const reqs = server.requests.filter((q) => q.path === '/norange');
+    expect(await sha256(r.path)).toBe(hub.sha);
+    const reqs = hub.server.requests.filter((q) => q.path === '/norange');
     expect(reqs.map((q) => q.status)).toEqual([200, 200]);
     expect(reqs[1]!.headers.range).toMatch(/^bytes=\d+-$/);
-    expect(logs.join('\n')).toMatch(/does not resume downloads .*starting norange\.safetensors again/);
+    expect(hub.logs.join('\n')).toMatch(/does not resume downloads .*starting norange\.safetensors again/);
   });
 
   it('starts again when Content-Range does not match the request', async () => {
-    server.route('/badrange', { body: payload, cutAfterBytes: 2_000_000, wrongContentRange: 'bytes 0-99/100' });
+    hub.server.route('/badrange', { body: hub.payload, cutAfterBytes: 2_000_000, wrongContentRange: 'bytes 0-99/100' });
     const r = await resolveSource('badrange', 'model', opts(registryWith(entry('badrange', '/badrange'))));
-    expect(await sha256(r.path)).toBe(sha);
-    const reqs = server.requests.filter((q) => q.path === '/badrange');
+    expect(await sha256(r.path)).toBe(hub.sha);
+    const reqs = hub.server.requests.filter((q) => q.path === '/badrange');
     expect(reqs.map((q) => [q.status, q.headers.range === undefined])).toEqual([
       [200, true],
       [206, false],
@@ -187,44 +113,44 @@ describe('download', () => {
   });
 
   it('finishes a partial file that was already complete (416)', async () => {
-    server.route('/whole', { body: payload });
+    hub.server.route('/whole', { body: hub.payload });
     const e = entry('whole', '/whole');
-    const dest = join(root, 'models', 'whole', 'whole.safetensors');
-    await mkdir(join(root, 'models', 'whole'), { recursive: true });
-    await writeFile(`${dest}.part`, payload);
-    await writeFile(`${dest}.part.json`, JSON.stringify({ identity: `sha256:${sha}`, url: server.url('/whole'), etag: null, lastModified: null, total: payload.length }));
+    const dest = join(hub.root, 'models', 'whole', 'whole.safetensors');
+    await mkdir(join(hub.root, 'models', 'whole'), { recursive: true });
+    await writeFile(`${dest}.part`, hub.payload);
+    await writeFile(`${dest}.part.json`, JSON.stringify({ identity: `sha256:${hub.sha}`, url: hub.server.url('/whole'), etag: null, lastModified: null, total: hub.payload.length }));
     const r = await resolveSource('whole', 'model', opts(registryWith(e)));
-    expect(await sha256(r.path)).toBe(sha);
-    expect(server.requests.map((q) => q.status)).toEqual([416]);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(hub.server.requests.map((q) => q.status)).toEqual([416]);
   });
 
   it('rejects a wrong checksum: E_CHECKSUM naming URL and both hashes, nothing cached, no partial left', async () => {
-    server.route('/evil', { body: payload });
+    hub.server.route('/evil', { body: hub.payload });
     const wrong = 'f'.repeat(64);
     const err = await caught(resolveSource('evil', 'model', opts(registryWith(entry('evil', '/evil', { sha256: wrong })))));
     expect(err.code).toBe('E_CHECKSUM');
-    expect(err.message).toContain(server.url('/evil'));
+    expect(err.message).toContain(hub.server.url('/evil'));
     expect(err.message).toContain(`expected sha256 ${wrong}`);
-    expect(err.message).toContain(`got sha256 ${sha}`);
-    expect(await tree(root)).toEqual([]);
+    expect(err.message).toContain(`got sha256 ${hub.sha}`);
+    expect(await tree(hub.root)).toEqual([]);
   });
 
   it('downloads a resumed file again from scratch once when the result does not match', async () => {
-    server.route('/changed', { body: payload });
-    const dest = join(root, 'models', 'changed', 'changed.safetensors');
-    await mkdir(join(root, 'models', 'changed'), { recursive: true });
+    hub.server.route('/changed', { body: hub.payload });
+    const dest = join(hub.root, 'models', 'changed', 'changed.safetensors');
+    await mkdir(join(hub.root, 'models', 'changed'), { recursive: true });
     // A stale partial from an older copy of the file: right identity, wrong bytes.
     await writeFile(`${dest}.part`, Buffer.alloc(1000, 7));
-    await writeFile(`${dest}.part.json`, JSON.stringify({ identity: `sha256:${sha}`, url: server.url('/changed'), etag: null, lastModified: null, total: null }));
+    await writeFile(`${dest}.part.json`, JSON.stringify({ identity: `sha256:${hub.sha}`, url: hub.server.url('/changed'), etag: null, lastModified: null, total: null }));
     const r = await resolveSource('changed', 'model', opts(registryWith(entry('changed', '/changed'))));
-    expect(await sha256(r.path)).toBe(sha);
-    expect(server.requests.map((q) => q.status)).toEqual([206, 200]);
-    expect(logs.join('\n')).toMatch(/does not match its checksum; downloading it again/);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(hub.server.requests.map((q) => q.status)).toEqual([206, 200]);
+    expect(hub.logs.join('\n')).toMatch(/does not match its checksum; downloading it again/);
   });
 
   it('verifies a published SHA-256 prefix', async () => {
-    server.route('/prefixed', { body: payload });
-    const ok = await resolveSource('p', 'model', opts(registryWith(entry('p', '/prefixed', { sha256: null, sha256Prefix: sha.slice(0, 8) }))));
+    hub.server.route('/prefixed', { body: hub.payload });
+    const ok = await resolveSource('p', 'model', opts(registryWith(entry('p', '/prefixed', { sha256: null, sha256Prefix: hub.sha.slice(0, 8) }))));
     expect(ok.verification).toBe('sha256-prefix');
     const bad = await caught(resolveSource('q', 'model', opts(registryWith(entry('q', '/prefixed', { sha256: null, sha256Prefix: '00000000' })))));
     expect(bad.code).toBe('E_CHECKSUM');
@@ -232,92 +158,92 @@ describe('download', () => {
   });
 
   it('records the hash of a file without a published checksum, and says so', async () => {
-    server.route('/unknown', { body: payload });
+    hub.server.route('/unknown', { body: hub.payload });
     const r = await resolveSource('u', 'model', opts(registryWith(entry('u', '/unknown', { sha256: null, sha256Prefix: null }))));
     expect(r.verification).toBe('recorded');
-    expect(JSON.parse(await readFile(`${r.path}.meta.json`, 'utf8'))).toMatchObject({ sha256: sha, verification: 'recorded' });
-    expect(logs.join('\n')).toMatch(new RegExp(`warn: u\\.safetensors has no published checksum.*SHA-256 ${sha} is now recorded`));
+    expect(JSON.parse(await readFile(`${r.path}.meta.json`, 'utf8'))).toMatchObject({ sha256: hub.sha, verification: 'recorded' });
+    expect(hub.logs.join('\n')).toMatch(new RegExp(`warn: u\\.safetensors has no published checksum.*SHA-256 ${hub.sha} is now recorded`));
   });
 
   it('fails a 404 at once with E_DOWNLOAD naming URL and status, without retrying', async () => {
     const err = await caught(resolveSource('gone', 'model', opts(registryWith(entry('gone', '/nothing-here')))));
     expect(err.code).toBe('E_DOWNLOAD');
-    expect(err.message).toContain(`HTTP 404 Not Found from ${server.url('/nothing-here')}`);
+    expect(err.message).toContain(`HTTP 404 Not Found from ${hub.server.url('/nothing-here')}`);
     expect(err.message).toMatch(/not at that address/);
-    expect(server.count('/nothing-here')).toBe(1);
-    expect(await tree(root)).toEqual([]);
+    expect(hub.server.count('/nothing-here')).toBe(1);
+    expect(await tree(hub.root)).toEqual([]);
   });
 
   it('retries transient 5xx with backoff, then succeeds', async () => {
-    server.route('/flaky', { body: payload, statusSequence: [503, 500] });
+    hub.server.route('/flaky', { body: hub.payload, statusSequence: [503, 500] });
     const r = await resolveSource('flaky', 'model', opts(registryWith(entry('flaky', '/flaky'))));
-    expect(await sha256(r.path)).toBe(sha);
-    expect(server.requests.map((q) => q.status)).toEqual([503, 500, 200]);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(hub.server.requests.map((q) => q.status)).toEqual([503, 500, 200]);
   });
 
   it('gives up on a persistent 5xx after the configured retries', async () => {
-    server.route('/down', { status: 502 });
+    hub.server.route('/down', { status: 502 });
     const err = await caught(resolveSource('down', 'model', opts(registryWith(entry('down', '/down')), { retries: 2 })));
     expect(err.code).toBe('E_DOWNLOAD');
     expect(err.message).toMatch(/HTTP 502 .*gave up after 3 attempts/);
-    expect(server.count('/down')).toBe(3);
+    expect(hub.server.count('/down')).toBe(3);
   });
 
   it('falls back to the next URL of an entry', async () => {
-    server.route('/second', { body: payload });
-    const e = entry('fb', '/first-missing', { urls: [server.url('/first-missing'), server.url('/second')] });
+    hub.server.route('/second', { body: hub.payload });
+    const e = entry('fb', '/first-missing', { urls: [hub.server.url('/first-missing'), hub.server.url('/second')] });
     const r = await resolveSource('fb', 'model', opts(registryWith(e)));
-    expect(r.url).toBe(server.url('/second'));
-    expect(await sha256(r.path)).toBe(sha);
+    expect(r.url).toBe(hub.server.url('/second'));
+    expect(await sha256(r.path)).toBe(hub.sha);
   });
 
   it('follows redirects, up to a limit', async () => {
-    server.route('/release', { redirect: '/objects/blob' });
-    server.route('/objects/blob', { body: payload });
+    hub.server.route('/release', { redirect: '/objects/blob' });
+    hub.server.route('/objects/blob', { body: hub.payload });
     const r = await resolveSource('rd', 'model', opts(registryWith(entry('rd', '/release'))));
-    expect(await sha256(r.path)).toBe(sha);
-    server.route('/loop', { redirect: '/loop' });
+    expect(await sha256(r.path)).toBe(hub.sha);
+    hub.server.route('/loop', { redirect: '/loop' });
     const err = await caught(resolveSource('lp', 'model', opts(registryWith(entry('lp', '/loop')), { maxRedirects: 3 })));
     expect(err.code).toBe('E_DOWNLOAD');
     expect(err.message).toMatch(/more than 3 redirects/);
-    expect(server.count('/loop')).toBe(4);
+    expect(hub.server.count('/loop')).toBe(4);
   });
 
   it('times out a stalled transfer, then resumes', async () => {
-    server.route('/stall', { body: payload, stallAfterBytes: 1_000_000 });
+    hub.server.route('/stall', { body: hub.payload, stallAfterBytes: 1_000_000 });
     const reg = registryWith(entry('st', '/stall'));
     let first = true;
     const r = await resolveSource('st', 'model', opts(reg, { stallTimeoutMs: 300, onProgress: (p) => {
       if (first && p.bytesDone >= 1_000_000) {
         first = false;
-        server.route('/stall', { body: payload });
+        hub.server.route('/stall', { body: hub.payload });
       }
     } }));
-    expect(await sha256(r.path)).toBe(sha);
-    expect(logs.join('\n')).toMatch(/no data from .* for 0\.3 s \(stalled\); retrying/);
-    expect(server.requests.map((q) => q.status)).toEqual([200, 206]);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(hub.logs.join('\n')).toMatch(/no data from .* for 0\.3 s \(stalled\); retrying/);
+    expect(hub.server.requests.map((q) => q.status)).toEqual([200, 206]);
   });
 
-  it('times out a server that does not answer', async () => {
-    server.route('/silent', { body: payload, delayMs: 1500 });
+  it('times out a hub.server that does not answer', async () => {
+    hub.server.route('/silent', { body: hub.payload, delayMs: 1500 });
     const err = await caught(resolveSource('sl', 'model', opts(registryWith(entry('sl', '/silent')), { connectTimeoutMs: 200, retries: 1 })));
     expect(err.code).toBe('E_DOWNLOAD');
     expect(err.message).toMatch(/no response from 127\.0\.0\.1:\d+ within 0\.2 s/);
   });
 
   it('keeps the partial file when the caller aborts, for the next run to resume', async () => {
-    server.route('/abort', { body: payload, trickle: { chunkBytes: 1 << 20, intervalMs: 20 } });
+    hub.server.route('/abort', { body: hub.payload, trickle: { chunkBytes: 1 << 20, intervalMs: 20 } });
     const ac = new AbortController();
     const reg = registryWith(entry('ab', '/abort'));
     const err = await caught(resolveSource('ab', 'model', opts(reg, { signal: ac.signal, onProgress: (p) => p.bytesDone >= 3 << 20 && ac.abort() })));
     expect((err as Error).name).toBe('AbortError');
-    const dest = join(root, 'models', 'ab', 'ab.safetensors');
+    const dest = join(hub.root, 'models', 'ab', 'ab.safetensors');
     expect((await stat(`${dest}.part`)).size).toBeGreaterThan(1 << 20);
     expect(existsSync(`${dest}.lock`)).toBe(false);
-    server.requests.length = 0;
+    hub.server.requests.length = 0;
     const r = await resolveSource('ab', 'model', opts(reg));
-    expect(await sha256(r.path)).toBe(sha);
-    expect(server.requests[0]!.headers.range).toMatch(/^bytes=\d+-$/);
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(hub.server.requests[0]!.headers.range).toMatch(/^bytes=\d+-$/);
   });
 
   it('reports a connection refused as E_DOWNLOAD after retries', async () => {
