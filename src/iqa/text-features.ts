@@ -3,17 +3,20 @@ import type { Tokenizer } from '../text/tokenizer.js';
 
 /**
  * Text features of prompts, computed once per model and prompt: every CLIP-IQA score reuses the same few
- * prompts, so after the first image the text tower never runs again.
+ * prompts, so after the first image the text tower never runs again. Bounded, least recently used first out,
+ * so that a long-running server fed ever new custom pairs does not grow without end.
  */
 export class TextFeatureCache {
   readonly #encoder: ClipEncoder;
   readonly #tokenizer: Tokenizer;
   readonly #rows = new Map<string, Float32Array>();
+  readonly #capacity: number;
   #dim = 0;
 
-  constructor(encoder: ClipEncoder, tokenizer: Tokenizer) {
+  constructor(encoder: ClipEncoder, tokenizer: Tokenizer, capacity = 4096) {
     this.#encoder = encoder;
     this.#tokenizer = tokenizer;
+    this.#capacity = Math.max(1, capacity);
   }
 
   get size(): number {
@@ -32,13 +35,36 @@ export class TextFeatureCache {
     }
     const dim = this.#dim;
     const data = new Float32Array(texts.length * dim);
-    texts.forEach((t, i) => data.set(this.#rows.get(t)!, i * dim));
+    texts.forEach((t, i) => {
+      const row = this.#rows.get(t)!;
+      data.set(row, i * dim);
+      // Re-inserting marks the prompt as recently used; Map iteration order is insertion order.
+      this.#rows.delete(t);
+      this.#rows.set(t, row);
+    });
+    this.#evict();
     return { count: texts.length, dim, data };
+  }
+
+  #evict(): void {
+    for (const key of this.#rows.keys()) {
+      if (this.#rows.size <= this.#capacity) break;
+      this.#rows.delete(key);
+    }
+  }
+
+  #evict(): void {
+    for (const key of this.#rows.keys()) {
+      if (this.#rows.size <= this.#capacity) break;
+      this.#rows.delete(key);
+    }
   }
 
   /** Stores features computed elsewhere (a disk cache, learned prompts) under a key. */
   set(key: string, row: Float32Array): void {
     this.#dim = row.length;
+    this.#rows.delete(key);
     this.#rows.set(key, row);
+    this.#evict();
   }
 }
