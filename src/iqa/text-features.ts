@@ -52,19 +52,4 @@ export class TextFeatureCache {
       this.#rows.delete(key);
     }
   }
-
-  #evict(): void {
-    for (const key of this.#rows.keys()) {
-      if (this.#rows.size <= this.#capacity) break;
-      this.#rows.delete(key);
-    }
-  }
-
-  /** Stores features computed elsewhere (a disk cache, learned prompts) under a key. */
-  set(key: string, row: Float32Array): void {
-    this.#dim = row.length;
-    this.#rows.delete(key);
-    this.#rows.set(key, row);
-    this.#evict();
-  }
 }
