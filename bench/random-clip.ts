@@ -1,4 +1,4 @@
-import { type Tensor, float32Tensor } from '../src/tensor.js';
+import { type Tensor, float32Tensor, floatToHalf } from '../src/tensor.js';
 import { StateDict } from '../src/weights/state-dict.js';
 
 /**
@@ -133,4 +133,45 @@ export function randomClip(cfg: RandomClipConfig, seed = 1, logitScale = 100): S
   around('ln_final.weight', t, 1, 0.1);
   rnd('ln_final.bias', [t], 0.1);
   return new StateDict(`random ${cfg.kind}`, tensors);
+}
+
+/**
+ * The state dict as a safetensors file, float tensors stored as float16 (as OpenAI's published checkpoints
+ * hold their weights; the reader widens them exactly), so that the real CLI can load it like a download.
+ */
+export function toSafetensors(sd: StateDict): Uint8Array {
+  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of sd.entries()) {
+    let bytes: Uint8Array;
+    let dtype: string;
+    if (t.dtype === 'float32') {
+      const src = t.data as Float32Array;
+      const half = new Uint16Array(src.length);
+      for (let i = 0; i < src.length; i++) half[i] = floatToHalf(src[i]!);
+      bytes = new Uint8Array(half.buffer);
+      dtype = 'F16';
+    } else if (t.dtype === 'int64') {
+      bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      dtype = 'I64';
+    } else {
+      throw new Error(`toSafetensors: ${name} has dtype ${t.dtype}`);
+    }
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8); // data starts 8-byte aligned
+  const head = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + head.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(head.length), true);
+  out.set(head, 8);
+  let at = 8 + head.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

@@ -25,8 +25,10 @@ import {
 import { pairScores } from './iqa/score.js';
 import { TextFeatureCache } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
+import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
+import { cacheRoot } from './hub/cache.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
-import type { RuntimeOptions } from './runtime/options.js';
+import type { Precision, RuntimeOptions } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
 import { loadCheckpoint } from './weights/load.js';
@@ -62,6 +64,17 @@ export interface ClipIqaOptions {
   readonly decode?: DecodeOptions;
   /** onnxruntime settings: threads, optimisation level, … */
   readonly runtime?: RuntimeOptions;
+  /**
+   * Arithmetic of the image tower: `float32` (default; matches the PyTorch reference) or `int8` (quantised
+   * weights and activations on onnxruntime's integer kernels: about 3× faster on CPUs with AVX-512 VNNI, features
+   * slightly different; see the README's Performance section). Overrides `runtime.precision`.
+   */
+  readonly precision?: Precision;
+  /**
+   * Keep text features (and int8 calibration ranges) on disk under the cache root, per model, so that later runs
+   * skip the text tower (default true).
+   */
+  readonly featureCache?: boolean;
   /** Where and how files are fetched: cache directory, offline mode, mirror, progress, quiet, … */
   readonly hub?: HubOptions;
   /** A name for the model in results (default: the registry name or the path). */
@@ -108,8 +121,14 @@ export interface ImageFailure {
 export type BatchResult = ({ readonly ok: true; readonly index: number } & ImageScores) | ({ readonly ok: false; readonly index: number } & ImageFailure);
 
 export interface ScoreManyOptions extends ScoreOptions {
-  /** How many images are decoded ahead of inference; default 2. */
+  /** How many images are decoded ahead of inference; default 2 (at least two batches). */
   readonly concurrency?: number;
+  /**
+   * Up to this many consecutive images of the same size run through the image tower together (default 1).
+   * Scores are the same as one at a time (to float rounding); whether it is faster depends on the size and the
+   * machine (see the README's Performance section).
+   */
+  readonly batch?: number;
 }
 
 /** A decoded input with a name for messages. */
@@ -136,6 +155,48 @@ function checkPositional(mode: PositionalMode | undefined, what: string): Positi
     throw new ClipIqaError('E_OPTION', `${what} must be one of ${POSITIONAL_MODES.join(', ')}, got "${String(mode)}"`);
   }
   return mode;
+}
+
+/** What `plan` needs to know of a loaded model (so that a server can plan on a thread that holds no model). */
+export interface PlanModel {
+  readonly family: 'resnet' | 'vit';
+  /** A CLIP-IQA+ context is loaded. */
+  readonly plus: boolean;
+  readonly noisiness?: NoisinessPolarity;
+  readonly positional?: PositionalMode;
+}
+
+/** The pairs a score call with these options evaluates on such a model, in order; throws for bad options. */
+export function planScore(options: ScoreOptions, model: PlanModel): ScorePlan {
+  const names = options.attributes === undefined ? DEFAULT_ATTRIBUTES : typeof options.attributes === 'string' ? options.attributes.split(',') : options.attributes;
+  const resolved = resolveAttributes(names, model.noisiness);
+  const custom = (options.prompts ?? []).map((p) => (typeof p === 'string' ? parsePromptPair(p) : p));
+  const pairs: PromptPair[] = [...resolved.attributes];
+  for (const p of custom) {
+    if (pairs.some((x) => x.name === p.name) || p.name === ENSEMBLE || p.name === PLUS) {
+      throw new ClipIqaError('E_PROMPT', `two score names are "${p.name}"; give the prompt pair another name ("name=positive|negative")`);
+    }
+    pairs.push(p);
+  }
+  const plus = options.plus ?? model.plus;
+  if (plus && !model.plus) {
+    throw new ClipIqaError('E_CONTEXT', 'the CLIP-IQA+ score needs a learned context: load the model with `plus` (a context file)');
+  }
+  const ensemble = options.ensemble === true || resolved.ensemble;
+  const positional = checkPositional(options.positional, 'positional') ?? model.positional ?? 'none';
+  const maps = options.maps ?? [];
+  for (const m of maps) {
+    if (!pairs.some((p) => p.name === m)) {
+      throw new ClipIqaError('E_OPTION', `a score map was asked for "${m}", which is not among the scored attributes (${pairs.map((p) => p.name).join(', ')})`);
+    }
+  }
+  if (maps.length > 0 && model.family !== 'resnet') {
+    throw new ClipIqaError('E_OPTION', 'per-region score maps need a ResNet CLIP model (dense attention-pool features); this model is a ViT');
+  }
+  if (pairs.length === 0 && !ensemble && !plus) {
+    throw new ClipIqaError('E_PROMPT', 'nothing to score: give attributes, prompt pairs, the ensemble or CLIP-IQA+');
+  }
+  return { pairs, ensemble, plus, positional, maps };
 }
 
 /** CLIP-IQA over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
@@ -168,12 +229,17 @@ export class ClipIqa {
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
     const plusFile =
       options.plus === undefined || options.plus === false || plusSpec instanceof Uint8Array ? undefined : await resolveSource(plusSpec, 'context', hub);
-    const [sd, tokenizer, context] = await Promise.all([
+    const [sd, tokenizer, context, identity] = await Promise.all([
       model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
       options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
+      options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
     ]);
-    const encoder = OnnxClipEncoder.create(sd, options.runtime);
+    // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root.
+    const store = identity ? new FeatureStore(cacheRoot({ cacheDir: hub.cacheDir }), identity) : undefined;
+    const precision = options.precision ?? options.runtime?.precision;
+    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}) });
+    const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
     if (context) {
       // Built once here so a context that does not fit the model fails at load, not at the first image.
       buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width);
@@ -202,35 +268,8 @@ export class ClipIqa {
 
   /** The attributes and pairs a call with these options reports, in order (for headers and schemas). */
   plan(options: ScoreOptions = {}): ScorePlan {
-    const names = options.attributes === undefined ? DEFAULT_ATTRIBUTES : typeof options.attributes === 'string' ? options.attributes.split(',') : options.attributes;
-    const resolved = resolveAttributes(names, this.#options.noisiness);
-    const custom = (options.prompts ?? []).map((p) => (typeof p === 'string' ? parsePromptPair(p) : p));
-    const pairs: PromptPair[] = [...resolved.attributes];
-    for (const p of custom) {
-      if (pairs.some((x) => x.name === p.name) || p.name === ENSEMBLE || p.name === PLUS) {
-        throw new ClipIqaError('E_PROMPT', `two score names are "${p.name}"; give the prompt pair another name ("name=positive|negative")`);
-      }
-      pairs.push(p);
-    }
-    const plus = options.plus ?? this.context !== undefined;
-    if (plus && !this.context) {
-      throw new ClipIqaError('E_CONTEXT', 'the CLIP-IQA+ score needs a learned context: load the model with `plus` (a context file)');
-    }
-    const ensemble = options.ensemble === true || resolved.ensemble;
-    const positional = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
-    const maps = options.maps ?? [];
-    for (const m of maps) {
-      if (!pairs.some((p) => p.name === m)) {
-        throw new ClipIqaError('E_OPTION', `a score map was asked for "${m}", which is not among the scored attributes (${pairs.map((p) => p.name).join(', ')})`);
-      }
-    }
-    if (maps.length > 0 && this.architecture.vision.family !== 'resnet') {
-      throw new ClipIqaError('E_OPTION', 'per-region score maps need a ResNet CLIP model (dense attention-pool features); this model is a ViT');
-    }
-    if (pairs.length === 0 && !ensemble && !plus) {
-      throw new ClipIqaError('E_PROMPT', 'nothing to score: give attributes, prompt pairs, the ensemble or CLIP-IQA+');
-    }
-    return { pairs, ensemble, plus, positional, maps };
+    const { noisiness, positional } = this.#options;
+    return planScore(options, { family: this.architecture.vision.family, plus: this.context !== undefined, noisiness, positional });
   }
 
   /** Scores one image. */
@@ -242,11 +281,15 @@ export class ClipIqa {
 
   /**
    * Scores many images, yielding each result as it is ready, in input order. A bad image yields a failure
-   * (`ok: false`) and the batch goes on. Decoding runs `concurrency` images ahead of inference.
+   * (`ok: false`) and the batch goes on. Decoding runs `concurrency` images ahead of inference; with `batch` > 1,
+   * runs of consecutive same-size images go through the image tower together.
    */
   async *scoreMany(inputs: Iterable<ImageSource> | AsyncIterable<ImageSource>, options: ScoreManyOptions = {}): AsyncGenerator<BatchResult> {
     const plan = this.plan(options);
-    const ahead = Math.max(1, Math.floor(options.concurrency ?? 2));
+    // Score maps need each image's own dense pass; they are scored one image at a time.
+    const batch = plan.maps.length > 0 ? 1 : Math.max(1, Math.floor(options.batch ?? 1));
+    // Decoding keeps a whole batch ahead, so that the next batch decodes while this one runs.
+    const ahead = Math.max(1, Math.floor(options.concurrency ?? 2), 2 * batch);
     const queue: { source: string; prepared: Promise<Prepared> }[] = [];
     let index = 0;
     const take = async function* () {
@@ -270,13 +313,37 @@ export class ClipIqa {
     while (queue.length > 0) {
       const item = queue.shift()!;
       await fill();
+      let first: Prepared;
       try {
-        const result = await this.#scorePrepared(await item.prepared, plan);
-        yield { ok: true, index, ...result };
+        first = await item.prepared;
       } catch (e) {
-        yield { ok: false, index, source: item.source, error: asClipIqaError(e, item.source) };
+        yield { ok: false, index: index++, source: item.source, error: asClipIqaError(e, item.source) };
+        continue;
       }
-      index++;
+      // The following images join the batch while they decode fine and have the same size and depth.
+      const group = [first];
+      while (group.length < batch && queue.length > 0) {
+        const next = await queue[0]!.prepared.catch(() => undefined);
+        if (!next || !sameShape(next.image, first.image)) break;
+        queue.shift();
+        await fill();
+        group.push(next);
+      }
+      let results: (ImageScores | ClipIqaError)[];
+      try {
+        results = await this.#scoreGroup(group, plan);
+      } catch (e) {
+        // A batch that fails as a whole is retried image by image, so that the failure is laid at the right door.
+        if (group.length === 1) results = [asClipIqaError(e, first.source)];
+        else {
+          results = [];
+          for (const g of group) results.push(await this.#scoreGroup([g], plan).then((r) => r[0]!, (err: unknown) => asClipIqaError(err, g.source)));
+        }
+      }
+      for (const [i, r] of results.entries()) {
+        if (r instanceof ClipIqaError) yield { ok: false, index: index++, source: group[i]!.source, error: r };
+        else yield { ok: true, index: index++, ...r };
+      }
     }
   }
 
@@ -290,10 +357,16 @@ export class ClipIqa {
     }
   }
 
-  async #scorePrepared({ source, image }: Prepared, plan: ScorePlan): Promise<ImageScores> {
+  async #scorePrepared(prepared: Prepared, plan: ScorePlan): Promise<ImageScores> {
+    return (await this.#scoreGroup([prepared], plan))[0]!;
+  }
+
+  /** Scores same-size images in one pass of the image tower (per positional mode); maps only for a single image. */
+  async #scoreGroup(group: readonly Prepared[], plan: ScorePlan): Promise<ImageScores[]> {
+    const { source, image } = group[0]!;
     try {
-      const pixels = await this.encoder.normalize([image]);
-      const scores: Record<string, number> = {};
+      const pixels = await this.encoder.normalize(group.map((g) => g.image));
+      const scores: Record<string, number>[] = group.map(() => ({}));
       const features = new Map<PositionalMode, Promise<Features>>();
       const imageFeatures = (mode: PositionalMode) => {
         let f = features.get(mode);
@@ -303,22 +376,26 @@ export class ClipIqa {
       if (plan.pairs.length > 0) {
         const text = await this.#pairFeatures(plan.pairs);
         const s = pairScores(await imageFeatures(plan.positional), text, this.logitScale);
-        plan.pairs.forEach((p, i) => (scores[p.name] = s[i]!));
+        const n = plan.pairs.length;
+        scores.forEach((row, g) => plan.pairs.forEach((p, i) => (row[p.name] = s[g * n + i]!)));
       }
       if (plan.ensemble) {
         const text = await this.#pairFeatures(ENSEMBLE_PAIRS);
         const s = pairScores(await imageFeatures(plan.positional), text, this.logitScale);
-        scores[ENSEMBLE] = s.reduce((a, b) => a + b, 0) / s.length;
+        const n = ENSEMBLE_PAIRS.length;
+        scores.forEach((row, g) => (row[ENSEMBLE] = s.subarray(g * n, (g + 1) * n).reduce((a, b) => a + b, 0) / n));
       }
       if (plan.plus) {
         const text = await this.#learnedFeatures();
-        scores[PLUS] = pairScores(await imageFeatures(this.#options.plusPositional ?? 'none'), text, this.logitScale)[0]!;
+        const s = pairScores(await imageFeatures(this.#options.plusPositional ?? 'none'), text, this.logitScale);
+        scores.forEach((row, g) => (row[PLUS] = s[g]!));
       }
-      const result: ImageScores = { source, width: image.width, height: image.height, scores };
-      if (plan.maps.length === 0) return result;
-      return { ...result, maps: await this.#maps(pixels, plan.pairs.filter((p) => plan.maps.includes(p.name))) };
+      const results: ImageScores[] = group.map((g, i) => ({ source: g.source, width: g.image.width, height: g.image.height, scores: scores[i]! }));
+      if (plan.maps.length === 0) return results;
+      if (group.length > 1) throw new Error('score maps are computed one image at a time');
+      return [{ ...results[0]!, maps: await this.#maps(pixels, plan.pairs.filter((p) => plan.maps.includes(p.name))) }];
     } catch (e) {
-      throw asClipIqaError(e, source);
+      throw asClipIqaError(e, group.length === 1 ? source : `${source} (and ${group.length - 1} more of ${image.width}×${image.height})`);
     }
   }
 
@@ -382,6 +459,11 @@ export class ClipIqa {
   async dispose(): Promise<void> {
     await this.encoder.dispose();
   }
+}
+
+/** Whether two decoded images can share a batch: same size and bit depth. */
+function sameShape(a: DecodedImage, b: DecodedImage): boolean {
+  return a.width === b.width && a.height === b.height && a.data instanceof Uint16Array === b.data instanceof Uint16Array;
 }
 
 /** Errors from deeper layers that lack the input's name get it prefixed, so a batch report says which file failed. */

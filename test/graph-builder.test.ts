@@ -65,8 +65,10 @@ describe('runtime options', () => {
     expect(o).toMatchObject({ interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential', enableCpuMemArena: true });
     expect(o.intraOpNumThreads).toBeGreaterThanOrEqual(1);
     expect(() => sessionOptions({ threads: 0 })).toThrow(/positive integer/);
-    expect(sessionOptions({ configEntries: { 'session.intra_op.allow_spinning': '0' } }).extra).toEqual({
-      session: { intra_op: { allow_spinning: '0' } },
+    // Worker threads do not spin by default; configEntries override the defaults key by key.
+    expect(o.extra).toEqual({ session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } });
+    expect(sessionOptions({ configEntries: { 'session.intra_op.allow_spinning': '1', 'session.set_denormal_as_zero': '1' } }).extra).toEqual({
+      session: { intra_op: { allow_spinning: '1' }, inter_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' },
     });
   });
 });

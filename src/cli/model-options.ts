@@ -5,6 +5,7 @@ import { createProgressBar } from '../hub/progress.js';
 import { ALPHA_MODES, type DecodeOptions, ICC_MODES, ORIENTATION_MODES, type ResizePolicy } from '../image/decode.js';
 import type { NoisinessPolarity } from '../iqa/prompts.js';
 import { POSITIONAL_MODES, type PositionalMode } from '../model/types.js';
+import { PRECISIONS, type Precision } from '../runtime/options.js';
 
 export interface ModelFlags {
   model?: string;
@@ -13,6 +14,7 @@ export interface ModelFlags {
   positional?: PositionalMode;
   noisiness?: NoisinessPolarity;
   threads?: number;
+  precision?: Precision;
   resize?: ResizePolicy;
   orientation?: DecodeOptions['orientation'];
   alpha?: DecodeOptions['alpha'];
@@ -53,6 +55,7 @@ export function addModelOptions(cmd: Command): Command {
     .addOption(new Option('--positional <mode>', 'positional embedding of the image tower').choices(POSITIONAL_MODES).default('none'))
     .addOption(new Option('--noisiness <polarity>', 'noisy: higher = noisier (official); clean: higher = cleaner (torchmetrics)').choices(['noisy', 'clean']).default('noisy'))
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', positiveInt('--threads'))
+    .addOption(new Option('--precision <precision>', 'image tower arithmetic: float32 (reference-exact) or int8 (faster, slightly different features)').choices(PRECISIONS).default('float32'))
     .option('--resize <policy>', 'resize before scoring: short:N, max:N (default: native resolution, as the paper)', parseResize)
     .addOption(new Option('--orientation <mode>', 'apply the EXIF orientation tag (exif) or not (ignore, as the Python references)').choices(ORIENTATION_MODES).default('exif'))
     .addOption(new Option('--alpha <mode>', 'drop transparency (drop, as the references) or composite over --background (flatten)').choices(ALPHA_MODES).default('drop'))
@@ -87,6 +90,7 @@ export function clipIqaOptions(flags: ModelFlags): ClipIqaOptions {
     positional: flags.positional,
     noisiness: flags.noisiness,
     decode: decodeOptions(flags),
+    precision: flags.precision,
     runtime: flags.threads ? { threads: flags.threads } : {},
     hub: {
       cacheDir: flags.cacheDir,

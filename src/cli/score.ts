@@ -5,7 +5,7 @@ import { ClipIqaError } from '../errors.js';
 import type { ImageSource } from '../image/decode.js';
 import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
 import { expandInputs, inputName, isImageName, readStdin } from './inputs.js';
-import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
+import { type ModelFlags, addModelOptions, clipIqaOptions, positiveInt } from './model-options.js';
 import { FORMATS, type ImageRow, type OutputFormat, type RunHeader, createFormatter, sortRows } from './output.js';
 import { checkReportPath, writeReport } from '../report/html.js';
 import { checkWritableFile, outputError } from '../util/output-file.js';
@@ -21,6 +21,7 @@ interface ScoreFlags extends ModelFlags {
   sort?: string;
   report?: string;
   concurrency?: number;
+  batch?: number;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -37,7 +38,8 @@ export function scoreCommand(program: Command): Command {
     .option('--json', 'same as --format json')
     .option('-o, --output <file>', 'write results to a file instead of standard output')
     .option('--sort <score>', 'order images by this score, highest first')
-    .option('--report <file.html>', 'also write a self-contained HTML report with thumbnails and radar charts');
+    .option('--report <file.html>', 'also write a self-contained HTML report with thumbnails and radar charts')
+    .option('--batch <n>', 'run up to n consecutive same-size images through the image tower together (default 1)', positiveInt('--batch'));
   addModelOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -108,7 +110,7 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
       for (const item of present) yield item.kind === 'stdin' ? await readStdin() : (item as { path: string }).path;
     };
     let i = 0;
-    for await (const r of iqa.scoreMany(sources(), options)) {
+    for await (const r of iqa.scoreMany(sources(), { ...options, batch: flags.batch })) {
       const file = inputName(present[i++]!);
       const row: ImageRow = r.ok
         ? { file, width: r.width, height: r.height, scores: r.scores }

@@ -13,12 +13,14 @@ export const OPSET = 17;
 /** IR version 8 is what onnx-proto (ONNX 1.10) describes and what every onnxruntime since 1.10 reads. */
 const IR_VERSION = 8;
 
-export type ElementType = 'float32' | 'uint8' | 'uint16' | 'int64';
+export type ElementType = 'float32' | 'uint8' | 'int8' | 'uint16' | 'int32' | 'int64';
 
 const ELEMENT_TYPES: Record<ElementType, onnxProto.onnx.TensorProto.DataType> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   uint8: onnx.TensorProto.DataType.UINT8,
+  int8: onnx.TensorProto.DataType.INT8,
   uint16: onnx.TensorProto.DataType.UINT16,
+  int32: onnx.TensorProto.DataType.INT32,
   int64: onnx.TensorProto.DataType.INT64,
 };
 
@@ -33,7 +35,15 @@ export type AttrValue = number | readonly number[] | string | FloatAttr;
 export const float = (value: number): FloatAttr => ({ float: value });
 
 /** Initializer data the builder accepts, without copying, as the tensor's raw bytes. */
-export type InitializerData = Float32Array | BigInt64Array;
+export type InitializerData = Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
+
+function elementTypeOf(data: InitializerData): ElementType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof Int8Array) return 'int8';
+  return 'uint8';
+}
 
 /** One in-memory "file" of external initializer data, as onnxruntime-node's `externalData` session option takes it. */
 export interface ExternalFile {
@@ -53,7 +63,7 @@ export interface SerializeOptions {
    * A protobuf message cannot exceed 2 GiB, so large towers (RN50x64, ViT-L) only load this way; it also
    * spares protobufjs one copy of every weight and onnxruntime a protobuf parse of it (RN50's image tower loads in
    * about 0.2 s this way against 1.1 s inline). Default 1 MiB; `Infinity` keeps everything inline. Only float
-   * tensors ever go outside.
+   * and int8 weight tensors ever go outside.
    */
   readonly externalMinBytes?: number;
 }
@@ -145,7 +155,7 @@ export class GraphBuilder {
     if (count !== data.length) {
       throw new Error(`graph ${this.#name}: initializer ${name ?? ''} of shape [${dims.join(', ')}] needs ${count} values, got ${data.length}`);
     }
-    const type: ElementType = data instanceof Float32Array ? 'float32' : 'int64';
+    const type = elementTypeOf(data);
     const claimed = name === undefined ? this.#fresh('const') : this.#claim(name);
     this.#initializers.push({ name: claimed, type, dims: [...dims], data });
     return claimed;
@@ -194,9 +204,9 @@ export class GraphBuilder {
     const initializer: ITensorProto[] = this.#initializers.map((t) => {
       const proto: ITensorProto = { name: t.name, dataType: ELEMENT_TYPES[t.type], dims: [...t.dims] };
       const bytes = bytesOf(t.data);
-      // Integer initializers are shape and index constants that onnxruntime's shape inference must read from the
-      // protobuf itself; they are tiny, so they always stay inline.
-      if (t.type === 'float32' && bytes.byteLength >= threshold) {
+      // int64 initializers are shape and index constants that onnxruntime's shape inference must read from the
+      // protobuf itself; they are tiny, so they always stay inline. Quantised (int8) weights may go outside.
+      if ((t.type === 'float32' || t.type === 'int8') && bytes.byteLength >= threshold) {
         // One in-memory file per tensor: onnxruntime copies each one at session creation, so nothing is concatenated
         // here. Files are numbered rather than named after tensors, whose names need not be valid relative paths.
         const path = `initializer-${external.length}.bin`;

@@ -1,5 +1,6 @@
 import type { StateDict } from '../weights/state-dict.js';
 import { type GraphBuilder, float } from './builder.js';
+import { dynamicQuantizedMatMul } from './quantize.js';
 
 /**
  * Graph pieces shared by the towers, each mirroring one step of the reference (`Clip` in ref/clipref.py):
@@ -33,16 +34,21 @@ export function project(b: GraphBuilder, x: string, sd: StateDict, name: string)
   return b.node('MatMul', [x, b.initializer(sd.float32(name), dims, name)]);
 }
 
-/** x @ Wᵀ + bias for a PyTorch (out, in) weight; the bias is optional, as in F.linear. */
-export function linearOf(b: GraphBuilder, x: string, sd: StateDict, weightName: string, biasName: string): string {
+/**
+ * x @ Wᵀ + bias for a PyTorch (out, in) weight; the bias is optional, as in F.linear. With `int8`, W is int8 per
+ * output column and x is quantised on the fly (DynamicQuantizeMatMul).
+ */
+export function linearOf(b: GraphBuilder, x: string, sd: StateDict, weightName: string, biasName: string, int8 = false): string {
   const [out, inp] = shape2(sd, weightName);
-  const y = b.node('MatMul', [x, b.initializer(transposed(sd.float32(weightName), out, inp), [inp, out], weightName)]);
+  const w = transposed(sd.float32(weightName), out, inp);
+  if (int8) return dynamicQuantizedMatMul(b, x, w, inp, out, sd.has(biasName) ? sd.float32(biasName) : undefined, weightName);
+  const y = b.node('MatMul', [x, b.initializer(w, [inp, out], weightName)]);
   return sd.has(biasName) ? b.node('Add', [y, b.initializer(sd.float32(biasName), [out], biasName)]) : y;
 }
 
 /** F.linear with `prefix.weight` and `prefix.bias`. */
-export const linear = (b: GraphBuilder, x: string, sd: StateDict, prefix: string): string =>
-  linearOf(b, x, sd, `${prefix}.weight`, `${prefix}.bias`);
+export const linear = (b: GraphBuilder, x: string, sd: StateDict, prefix: string, int8 = false): string =>
+  linearOf(b, x, sd, `${prefix}.weight`, `${prefix}.bias`, int8);
 
 /** LayerNorm over the last axis with `prefix.weight` and `prefix.bias`. */
 export function layerNorm(b: GraphBuilder, x: string, sd: StateDict, prefix: string): string {
@@ -79,17 +85,18 @@ export function attention(b: GraphBuilder, q: string, k: string, v: string, { he
 
 /**
  * CLIP's residual attention block: x + out_proj(attn(ln_1(x))), then x + c_proj(QuickGELU(c_fc(ln_2(x)))),
- * with the packed q|k|v input projection split after one product.
+ * with the packed q|k|v input projection split after one product. With `int8` the four projections run as
+ * int8 products (the attention itself, LayerNorm and the activation stay float32).
  */
-export function residualBlock(b: GraphBuilder, x: string, sd: StateDict, prefix: string, shape: AttentionShape): string {
+export function residualBlock(b: GraphBuilder, x: string, sd: StateDict, prefix: string, shape: AttentionShape, int8 = false): string {
   const h = layerNorm(b, x, sd, `${prefix}.ln_1`);
-  const qkv = linearOf(b, h, sd, `${prefix}.attn.in_proj_weight`, `${prefix}.attn.in_proj_bias`);
+  const qkv = linearOf(b, h, sd, `${prefix}.attn.in_proj_weight`, `${prefix}.attn.in_proj_bias`, int8);
   const [q, k, v] = b.nodeN('Split', [qkv], 3, { axis: -1 }) as [string, string, string];
-  const attended = linear(b, attention(b, q, k, v, shape), sd, `${prefix}.attn.out_proj`);
+  const attended = linear(b, attention(b, q, k, v, shape), sd, `${prefix}.attn.out_proj`, int8);
   const x1 = b.node('Add', [x, attended]);
-  const fc = linear(b, layerNorm(b, x1, sd, `${prefix}.ln_2`), sd, `${prefix}.mlp.c_fc`);
+  const fc = linear(b, layerNorm(b, x1, sd, `${prefix}.ln_2`), sd, `${prefix}.mlp.c_fc`, int8);
   const gelu = b.node('Mul', [fc, b.node('Sigmoid', [b.node('Mul', [fc, b.floats([QUICK_GELU], [])])])]);
-  return b.node('Add', [x1, linear(b, gelu, sd, `${prefix}.mlp.c_proj`)]);
+  return b.node('Add', [x1, linear(b, gelu, sd, `${prefix}.mlp.c_proj`, int8)]);
 }
 
 /** Adds the positional table fed as graph input `positions` (L, width) when the tower is built with one. */

@@ -6,6 +6,8 @@ import { layerNorm, project, residualBlock, withPositions } from './layers.js';
 export interface VitGraphOptions {
   /** Whether the graph takes a `positions` (tokens, width) input added after the class token is prepended. */
   readonly positions: boolean;
+  /** int8 products in the residual blocks (weights int8 per column, activations quantised on the fly). */
+  readonly int8?: boolean;
 }
 
 /**
@@ -15,7 +17,7 @@ export interface VitGraphOptions {
  */
 export function buildVit(sd: StateDict, arch: VitVision, embedDim: number, options: VitGraphOptions): GraphBuilder {
   const { width, patch } = arch;
-  const b = new GraphBuilder(`clip-vit${options.positions ? '-positions' : ''}`);
+  const b = new GraphBuilder(`clip-vit${options.positions ? '-positions' : ''}${options.int8 ? '-int8' : ''}`);
   const pixels = b.input('pixels', 'float32', ['batch', 3, 'height', 'width']);
   const kernel = b.initializer(sd.float32('visual.conv1.weight'), [width, 3, patch, patch], 'visual.conv1.weight');
   const patches = b.node('Conv', [pixels, kernel], { kernel_shape: [patch, patch], strides: [patch, patch] });
@@ -29,7 +31,7 @@ export function buildVit(sd: StateDict, arch: VitVision, embedDim: number, optio
 
   x = layerNorm(b, withPositions(b, x, width, options.positions), sd, 'visual.ln_pre');
   for (let i = 0; i < arch.layers; i++) {
-    x = residualBlock(b, x, sd, `visual.transformer.resblocks.${i}`, { heads: arch.heads, width });
+    x = residualBlock(b, x, sd, `visual.transformer.resblocks.${i}`, { heads: arch.heads, width }, options.int8 === true);
   }
   const cls = b.node('Gather', [x, b.ints([0], [])], { axis: 1 }); // (N, W)
   const features = project(b, layerNorm(b, cls, sd, 'visual.ln_post'), sd, 'visual.proj');

@@ -7,15 +7,23 @@ import { type PixelDepth, buildPreprocess } from '../graph/preprocess.js';
 import { buildResNet } from '../graph/resnet.js';
 import { buildText } from '../graph/text.js';
 import { buildVit } from '../graph/vit.js';
-import type { RuntimeOptions } from '../runtime/options.js';
+import type { ActivationRange } from '../graph/quantize.js';
+import { PRECISIONS, type Precision, type RuntimeOptions } from '../runtime/options.js';
 import { OrtSession } from '../runtime/session.js';
 import { float32Data, float32Tensor, int64Tensor, pixelTensor } from '../runtime/tensors.js';
 import { scalarValue } from '../tensor.js';
 import { type ClipArchitecture, inferArchitecture } from '../weights/architecture.js';
 import type { StateDict } from '../weights/state-dict.js';
+import { CALIBRATION_ID, type CalibrationOptions, calibrateResNet } from './calibration.js';
+import type { FeatureStore } from './feature-cache.js';
 import type { ClipEncoder, DenseFeatures, Features, PixelBatch, PositionalMode, RawImage } from './types.js';
 
-export type ClipEncoderOptions = RuntimeOptions;
+export interface ClipEncoderOptions extends RuntimeOptions {
+  /** How the int8 ResNet trunk is calibrated (default: the embedded photographs; see model/calibration.ts). */
+  readonly calibration?: CalibrationOptions;
+  /** Where the int8 calibration ranges of this model are kept between runs (see model/feature-cache.ts). */
+  readonly store?: FeatureStore;
+}
 
 /** The graphs an encoder may build, each at most once. `image-positions` serves both `fixed` and `interpolate`. */
 type GraphKey = 'preprocess-8' | 'preprocess-16' | 'image' | 'image-positions' | 'dense' | 'text';
@@ -33,13 +41,17 @@ export class OnnxClipEncoder implements ClipEncoder {
   readonly architecture: ClipArchitecture;
   readonly logitScale: number;
   readonly #sd: StateDict;
-  readonly #options: RuntimeOptions;
+  readonly #options: ClipEncoderOptions;
   readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
   readonly #resampled = new Map<number, Float32Array>();
   #positionTable: Float32Array | undefined;
+  #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
   #tokenTable: Float32Array | undefined;
 
-  private constructor(sd: StateDict, options: RuntimeOptions) {
+  private constructor(sd: StateDict, options: ClipEncoderOptions) {
+    if (options.precision !== undefined && !PRECISIONS.includes(options.precision)) {
+      throw optionError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(options.precision)}`);
+    }
     this.#sd = sd;
     this.#options = options;
     this.architecture = inferArchitecture(sd);
@@ -54,8 +66,36 @@ export class OnnxClipEncoder implements ClipEncoder {
 
   // -- sessions ---------------------------------------------------------------------------------------------------
 
-  #build(key: GraphKey): GraphBuilder {
+  /** The int8 ResNet trunk's activation ranges, calibrated once per encoder. */
+  #calibrate(): Promise<ReadonlyMap<string, ActivationRange>> {
+    const { vision, embedDim } = this.architecture;
+    if (vision.family !== 'resnet') throw new Error('calibration of a ViT');
+    if (!this.#ranges) {
+      const { store, calibration } = this.#options;
+      this.#ranges = (async () => {
+        const cacheable = store && !calibration;
+        if (cacheable) {
+          const saved = await store.readJson<Record<string, ActivationRange>>(CALIBRATION_ID);
+          const entries = saved && typeof saved === 'object' ? Object.entries(saved) : [];
+          if (entries.length > 0 && entries.every(([, r]) => Number.isFinite(r?.min) && Number.isFinite(r?.max))) return new Map(entries);
+        }
+        const ranges = await calibrateResNet(this.#sd, vision, embedDim, this.#options, calibration);
+        if (cacheable) await store.writeJson(CALIBRATION_ID, Object.fromEntries(ranges));
+        return ranges;
+      })();
+      this.#ranges.catch(() => (this.#ranges = undefined));
+    }
+    return this.#ranges;
+  }
+
+  get precision(): Precision {
+    return this.#options.precision ?? 'float32';
+  }
+
+  async #build(key: GraphKey): Promise<GraphBuilder> {
     const { vision, text, embedDim } = this.architecture;
+    const int8 = this.precision === 'int8';
+    const ranges = int8 && vision.family === 'resnet' && (key === 'image' || key === 'image-positions' || key === 'dense') ? await this.#calibrate() : undefined;
     switch (key) {
       case 'preprocess-8':
         return buildPreprocess(8);
@@ -65,13 +105,13 @@ export class OnnxClipEncoder implements ClipEncoder {
         return buildText(this.#sd, text, embedDim);
       case 'dense':
         if (vision.family !== 'resnet') throw new Error('dense graph of a ViT');
-        return buildResNet(this.#sd, vision, embedDim, { output: 'dense', positions: false });
+        return buildResNet(this.#sd, vision, embedDim, { output: 'dense', positions: false, ranges });
       case 'image':
       case 'image-positions': {
         const positions = key === 'image-positions';
         return vision.family === 'resnet'
-          ? buildResNet(this.#sd, vision, embedDim, { output: 'pooled', positions })
-          : buildVit(this.#sd, vision, embedDim, { positions });
+          ? buildResNet(this.#sd, vision, embedDim, { output: 'pooled', positions, ranges })
+          : buildVit(this.#sd, vision, embedDim, { positions, int8 });
       }
     }
   }
@@ -80,7 +120,7 @@ export class OnnxClipEncoder implements ClipEncoder {
     let session = this.#sessions.get(key);
     if (!session) {
       session = (async () => {
-        const model = this.#build(key).serialize({ externalMinBytes: this.#options.externalMinBytes });
+        const model = (await this.#build(key)).serialize({ externalMinBytes: this.#options.externalMinBytes });
         // Normalisation is a few milliseconds of memory-bound arithmetic. On one thread it has no pool of
         // workers left spinning after each run, which would compete for the cores with the tower run next.
         const options = key === 'preprocess-8' || key === 'preprocess-16' ? { ...this.#options, threads: 1 } : this.#options;
