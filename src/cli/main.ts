@@ -9,6 +9,7 @@ import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
 import { scoreCommand } from './score.js';
+import { serveCommand } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -22,6 +23,7 @@ export function createProgram(): Command {
   embedCommand(program);
   promptsCommand(program);
   modelsCommand(program);
+  serveCommand(program);
   return program;
 }
 

@@ -1,0 +1,98 @@
+/**
+ * `clip-iqa serve`: CLIP-IQA over HTTP. The server is assembled from plugins, one concern each:
+ *
+ *   errors      JSON errors with the right status          metrics   Prometheus registry and request metrics
+ *   auth        optional bearer token                      limits    upload sizes, media types, pixel counts
+ *   inference   model life cycle and the bounded queue     docs      OpenAPI document and docs page
+ *   routes/     score, embed, models, prompts, probes      static    the web page and its scripts
+ *
+ *   const { app, url } = await startServer({ model: { model: 'RN50' } });   // listens, then loads the model
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import { authPlugin } from './auth.js';
+import { docsPlugin } from './docs.js';
+import { errorHandling } from './errors.js';
+import { inferencePlugin } from './inference.js';
+import { limitsPlugin } from './limits.js';
+import { metricsPlugin, metricsRoute } from './metrics.js';
+import { PACKAGE } from './package-root.js';
+import { type ServerOptions, type Settings, resolveSettings } from './options.js';
+import { embedRoute } from './routes/embed.js';
+import { healthRoutes } from './routes/health.js';
+import { infoRoutes } from './routes/info.js';
+import { scoreRoute } from './routes/score.js';
+import { securityHeaders, staticPlugin } from './static.js';
+
+export { type Engine, type ServerOptions, DEFAULTS } from './options.js';
+export { installShutdown } from './shutdown.js';
+
+/** JSON bodies carry only options and texts (images come as multipart or raw bodies, which have their own limit). */
+const JSON_BODY_LIMIT = 256 * 1024;
+
+/** Builds the server; the model is not loaded until `app.clip.load()` (startServer does both). */
+export async function buildServer(options: ServerOptions = {}): Promise<FastifyInstance> {
+  const settings: Settings = resolveSettings(options);
+  const app = Fastify({
+    logger: settings.logger === true ? { level: 'info' } : settings.logger === false ? false : { level: settings.logger.level ?? 'info' },
+    // One line per request, written below with what matters; fastify's default is two.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    // A client gets this long to send its whole request (Node answers 408 after it): slow-loris protection.
+    requestTimeout: settings.timeoutMs,
+    // Requests that arrive during shutdown get our own JSON 503 (inference.ts), not fastify's.
+    return503OnClosing: false,
+    ajv: {
+      // Unknown parameters are errors, not silently dropped: `atributes=all` must not score the defaults.
+      customOptions: { removeAdditional: false },
+    },
+  });
+
+  await app.register(errorHandling);
+  await app.register(metricsPlugin);
+  await app.register(securityHeaders);
+  await app.register(authPlugin, { token: settings.token });
+  await app.register(limitsPlugin, { settings });
+  await app.register(inferencePlugin, { settings });
+  await app.register(docsPlugin, { settings, version: PACKAGE.version });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  // In this order in the docs.
+  await app.register(scoreRoute);
+  await app.register(embedRoute);
+  await app.register(infoRoutes);
+  await app.register(healthRoutes);
+  await app.register(metricsRoute);
+  if (settings.ui) await app.register(staticPlugin);
+  return app;
+}
+
+export interface ListenOptions {
+  /** Default 127.0.0.1: reachable from this machine only until you say otherwise. */
+  readonly host?: string;
+  /** Default 8080; 0 picks a free port. */
+  readonly port?: number;
+}
+
+/** Builds, listens, then loads the model (so /healthz answers during the load); resolves once it is ready. */
+export async function startServer(options: ServerOptions & ListenOptions = {}): Promise<{ app: FastifyInstance; url: string }> {
+  const app = await buildServer(options);
+  try {
+    await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
+    await app.clip.load();
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
+  return { app, url: serverUrl(app) };
+}
+
+/** http://host:port of a listening server (IPv6 hosts bracketed). */
+export function serverUrl(app: FastifyInstance): string {
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('the server is not listening on a TCP port');
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}

@@ -1,0 +1,115 @@
+/** POST /v1/score: how uploaded images look and feel, as `clip-iqa score --json` reports them. */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PLUS, type ImageScores, type ScoreOptions } from '../../api.js';
+import type { ImageRow } from '../../cli/output.js';
+import { errorMessage, isClipIqaError } from '../../errors.js';
+import { ENSEMBLE, ENSEMBLE_PAIRS } from '../../iqa/prompts.js';
+import type { PositionalMode } from '../../model/types.js';
+import { HttpError, toHttpError } from '../errors.js';
+import { readInput } from '../inputs.js';
+import type { Engine } from '../options.js';
+import { inferenceErrors, scoreQuery, scoreResponse } from '../schemas.js';
+
+interface ScoreParams {
+  attributes?: string;
+  prompt?: string[];
+  ensemble?: boolean;
+  plus?: boolean;
+  positional?: PositionalMode;
+  maps?: string;
+  url?: string[];
+  name?: string;
+}
+
+/** An image row plus its maps, which the CLI's rows do not have. */
+type Row = ImageRow & { maps?: { name: string; width: number; height: number; scores: number[] }[] };
+
+/** Scores to 1e-6 as the CLI prints them; maps to 1e-4, which keeps them small and is far below what a heat map shows. */
+const round = (v: number, digits: number): number => Math.round(v * 10 ** digits) / 10 ** digits;
+
+/** `maps=true` means every scored pair, `false` or empty none, anything else a list of score names. */
+function mapNames(value: string | undefined, names: readonly string[]): string[] {
+  const v = (value ?? '').trim().toLowerCase();
+  if (v === '' || v === 'false' || v === '0' || v === 'no') return [];
+  if (v === 'true' || v === '1' || v === 'yes' || v === 'all') return [...names];
+  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function describePrompts(engine: Engine, plan: ReturnType<Engine['plan']>): Record<string, unknown> {
+  const prompts: Record<string, unknown> = {};
+  for (const p of plan.pairs) prompts[p.name] = [p.positive, p.negative];
+  if (plan.ensemble) prompts[ENSEMBLE] = ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]);
+  if (plan.plus) prompts[PLUS] = `learned context ${engine.context?.source ?? ''} (Good photo. | Bad photo.)`;
+  return prompts;
+}
+
+function row(result: PromiseSettledResult<ImageScores>, file: string): Row {
+  if (result.status === 'rejected') {
+    const e = result.reason as unknown;
+    return { file, error: { code: isClipIqaError(e) ? e.code : 'E_INTERNAL', message: isClipIqaError(e) ? e.message : errorMessage(e) } };
+  }
+  const r = result.value;
+  const scores = Object.fromEntries(Object.entries(r.scores).map(([k, v]) => [k, round(v, 6)]));
+  const out: Row = { file, width: r.width, height: r.height, scores };
+  if (r.maps) out.maps = r.maps.map((m) => ({ name: m.name, width: m.width, height: m.height, scores: Array.from(m.scores, (v) => round(v, 4)) }));
+  return out;
+}
+
+export async function scoreRoute(app: FastifyInstance): Promise<void> {
+  const settings = app.clip.settings;
+  app.post(
+    '/v1/score',
+    {
+      config: { auth: true, upload: true, model: true, queued: true },
+      schema: {
+        summary: 'Score images',
+        description:
+          'Upload one or many images as multipart/form-data under any field names (`curl -F image=@photo.jpg`), or one image as the raw body ' +
+          '(`Content-Type: image/jpeg`). Options come as query parameters or form fields, named and defaulted as `clip-iqa score`. ' +
+          'Each image gets {file, width, height, scores}; with `maps`, per-region maps too. A request with one image that cannot be scored ' +
+          'answers with that error; with several, the others are scored and the failure is reported in its row.',
+        tags: ['scoring'],
+        querystring: scoreQuery,
+        response: { 200: scoreResponse, ...inferenceErrors },
+      },
+    },
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const started = performance.now();
+      const engine = app.clip.engine;
+      const { uploads, options: params } = await readInput<ScoreParams>(request, settings, scoreQuery);
+      if (uploads.length === 0) {
+        throw new HttpError(400, 'E_BAD_REQUEST', 'no image: upload one (curl -F image=@photo.jpg), send it as the body, or give url=');
+      }
+      const prompts = params.prompt ?? [];
+      if (prompts.length > settings.maxPrompts) {
+        throw new HttpError(400, 'E_PROMPT', `at most ${settings.maxPrompts} prompt pairs per request, got ${prompts.length}`);
+      }
+      const base: ScoreOptions = {
+        attributes: params.attributes,
+        prompts,
+        ensemble: params.ensemble,
+        plus: params.plus,
+        positional: params.positional,
+      };
+      // Planning first turns a bad attribute or pair into a 400 before anything is queued.
+      const plan = engine.plan(base);
+      const options: ScoreOptions = { ...base, maps: mapNames(params.maps, plan.pairs.map((p) => p.name)) };
+      engine.plan(options);
+
+      const results = await app.clip.run(
+        reply,
+        uploads.map((u) => (e: Engine) => e.score(u.bytes, { ...options, decode: { name: u.name } })),
+      );
+      if (results.length === 1 && results[0]!.status === 'rejected') throw toHttpError(results[0]!.reason);
+      const images = results.map((r, i) => row(r, uploads[i]!.name));
+      const failed = images.filter((r) => 'error' in r).length;
+      return {
+        model: engine.name,
+        positional: plan.positional,
+        prompts: describePrompts(engine, plan),
+        images,
+        summary: { images: images.length, failed, seconds: round((performance.now() - started) / 1000, 3) },
+      };
+    },
+  );
+}
