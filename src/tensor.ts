@@ -147,6 +147,17 @@ export function floatToHalf(value: number): number {
   return sign | half;
 }
 
+let halves: Float32Array | undefined;
+
+/** Every float16 value, indexed by its bits: widening a checkpoint becomes one lookup per weight. */
+function halfTable(): Float32Array {
+  if (!halves) {
+    halves = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halves[h] = halfToFloat(h);
+  }
+  return halves;
+}
+
 /** The tensor's values widened (or narrowed) to float32; a float32 tensor is returned as it is. */
 export function toFloat32(t: Tensor): Float32Array {
   const d = t.data;
@@ -155,7 +166,8 @@ export function toFloat32(t: Tensor): Float32Array {
   switch (t.dtype) {
     case 'float16': {
       const h = d as Uint16Array;
-      for (let i = 0; i < h.length; i++) out[i] = halfToFloat(h[i]!);
+      const table = halfTable();
+      for (let i = 0; i < h.length; i++) out[i] = table[h[i]!]!;
       return out;
     }
     case 'bfloat16': {

@@ -1,11 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 /**
- * CLI tests run the built `clip-iqa` binary, as users do. Build it once per test run from the current
- * sources, so they never exercise a stale `dist/`.
+ * Once per test run: a private model cache, and a build of `dist/` from the current sources, since CLI tests run
+ * the built `clip-iqa` binary as users do and must never exercise a stale one.
  */
-export default function setup(): void {
+export default function setup(): () => void {
+  // Tests never read or write the user's model cache: text features cached there by an earlier build could hide
+  // a regression in the text tower. Test workers and the processes they start inherit this.
+  const home = mkdtempSync(join(tmpdir(), 'clip-iqa-test-home-'));
+  process.env.CLIP_IQA_HOME = home;
   const root = resolve(import.meta.dirname, '..');
   try {
     execFileSync(process.execPath, [resolve(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
@@ -13,4 +19,5 @@ export default function setup(): void {
     const out = (e as { stdout?: Buffer }).stdout?.toString() ?? '';
     throw new Error(`building dist/ for the CLI tests failed:\n${out}`);
   }
+  return () => rmSync(home, { recursive: true, force: true });
 }
