@@ -123,6 +123,18 @@ describe('clip-iqa score', () => {
     expect('scores' in row && row.scores.quality).toBeCloseTo(library.get(join(dir, 'rocket.jpg'))!.quality!, 6);
   });
 
+  it('ends quietly when the reader of its output goes away (| head)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { BIN } = await import('./helpers/cli.js');
+    const child = spawn(process.execPath, [BIN, ...BASE, '--format', 'csv', dir, dir + '/rocket.jpg'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(code).not.toBe(null);
+  });
+
   it('rejects bad usage with exit status 2 and a clear message', async () => {
     const unknown = await runCli([...BASE, '-a', 'qualty', join(dir, 'rocket.jpg')]);
     expect(unknown.code).toBe(2);

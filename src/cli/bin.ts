@@ -1,4 +1,12 @@
 #!/usr/bin/env node
 import { main } from './main.js';
 
+// `clip-iqa photos/ --format csv | head` closes the pipe early: that ends the run quietly, as other tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
+
 process.exitCode = await main();
