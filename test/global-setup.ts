@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -19,5 +19,7 @@ export default function setup(): () => void {
     const out = (e as { stdout?: Buffer }).stdout?.toString() ?? '';
     throw new Error(`building dist/ for the CLI tests failed:\n${out}`);
   }
+  // As `npm run build` does: npx runs the bin as an executable.
+  chmodSync(resolve(root, 'dist/cli/bin.js'), 0o755);
   return () => rmSync(home, { recursive: true, force: true });
 }
