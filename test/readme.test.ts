@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from './helpers/shared.js';
@@ -10,6 +11,17 @@ const run = promisify(execFile);
 const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
 const blocks = (lang: string) => [...readme.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
 const env = { ...process.env, NO_COLOR: '1', CLIP_IQA_HOME: join(repoRoot, 'node_modules', '.cache', 'clip-iqa-readme') };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 describe('README', () => {
   it('opens with exactly the two set-up commands, which .ci/run calls', () => {
@@ -29,10 +41,11 @@ describe('README', () => {
 
   it('the served-from-URL command downloads, verifies and scores', async () => {
     const block = blocks('sh').find((b) => b.includes('http.server'))!;
-    const { stdout } = await run('bash', ['-c', `set -e\n${block.replace(/\/tmp\/clip-iqa-demo/g, join(env.CLIP_IQA_HOME, `demo-${Date.now()}`))}`], {
-      cwd: repoRoot,
-      env,
-    });
+    expect(block).toContain('8731');
+    // A free port instead of the README's, and the server stopped whatever happens, so runs never meet each other.
+    const port = await freePort();
+    const script = block.replace(/8731/g, String(port)).replace(/\/tmp\/clip-iqa-demo/g, join(env.CLIP_IQA_HOME, `demo-${Date.now()}`));
+    const { stdout } = await run('bash', ['-c', `trap 'kill $(jobs -p) 2>/dev/null' EXIT\nset -e\n${script}`], { cwd: repoRoot, env });
     const doc = JSON.parse(stdout);
     expect(doc.images).toHaveLength(7);
     expect(doc.summary.failed).toBe(0);
