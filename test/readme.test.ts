@@ -45,7 +45,7 @@ describe('README', () => {
     // A free port instead of the README's, and the server stopped whatever happens, so runs never meet each other.
     const port = await freePort();
     const script = block.replace(/8731/g, String(port)).replace(/\/tmp\/clip-iqa-demo/g, join(env.CLIP_IQA_HOME, `demo-${Date.now()}`));
-    const result = await run('bash', ['-c', `trap 'kill $(jobs -p) 2>/dev/null' EXIT\nset -e\n${script}`], { cwd: repoRoot, env }).catch(
+    const result = await run('bash', ['-c', `trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\nset -e\n${script}`], { cwd: repoRoot, env }).catch(
       (e: { code?: number; stdout?: string; stderr?: string }) => {
         throw new Error(`exit ${e.code}\nstdout: ${e.stdout?.slice(-2000)}\nstderr: ${e.stderr?.slice(-2000)}`);
       },
