@@ -39,3 +39,13 @@ export function isClipIqaError(e: unknown): e is ClipIqaError {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** The `code` of a Node system error (`ENOENT`, `EACCES`, …), undefined for anything else. */
+export function errCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | null)?.code;
+}
+
+export function isErrno(e: unknown, ...codes: string[]): boolean {
+  const code = errCode(e);
+  return code !== undefined && codes.includes(code);
+}

@@ -49,8 +49,27 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-export function isFloating(dtype: DType): boolean {
-  return dtype === 'float64' || dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
+interface TensorArrayConstructor {
+  new (length: number): TensorData;
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TensorData;
+}
+
+const ARRAY_TYPES: Record<DType, TensorArrayConstructor> = {
+  float64: Float64Array,
+  float32: Float32Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int16: Int16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+/** `count` zeroed elements of `dtype`. */
+export function allocateTensorData(dtype: DType, count: number): TensorData {
+  return new ARRAY_TYPES[dtype](count);
 }
 
 /**
@@ -69,26 +88,7 @@ export function typedView(dtype: DType, bytes: Uint8Array, byteOffset: number, c
     buffer = copy.buffer;
     offset = 0;
   }
-  switch (dtype) {
-    case 'float64':
-      return new Float64Array(buffer, offset, count);
-    case 'float32':
-      return new Float32Array(buffer, offset, count);
-    case 'float16':
-    case 'bfloat16':
-      return new Uint16Array(buffer, offset, count);
-    case 'int64':
-      return new BigInt64Array(buffer, offset, count);
-    case 'int32':
-      return new Int32Array(buffer, offset, count);
-    case 'int16':
-      return new Int16Array(buffer, offset, count);
-    case 'int8':
-      return new Int8Array(buffer, offset, count);
-    case 'uint8':
-    case 'bool':
-      return new Uint8Array(buffer, offset, count);
-  }
+  return new ARRAY_TYPES[dtype](buffer, offset, count);
 }
 
 const f32 = new Float32Array(1);

@@ -145,6 +145,13 @@ describe('resolveFile', () => {
 
     const strict = await caught(resolveFile(hub.server.url('/files/other.pt'), 'model', opts(DEFAULT_REGISTRY, { env: { CLIP_IQA_REQUIRE_CHECKSUM: '1' } })));
     expect(strict.code).toBe('E_OPTION');
+    // "models pull" goes by the same rule, with or without --force, and fetches nothing.
+    const requests = hub.server.count();
+    for (const force of [false, true]) {
+      const pulled = await caught(pullModel(hub.server.url('/files/other.pt'), { ...opts(DEFAULT_REGISTRY, { env: { CLIP_IQA_REQUIRE_CHECKSUM: '1' } }), force }));
+      expect(pulled.code).toBe('E_OPTION');
+    }
+    expect(hub.server.count()).toBe(requests);
     const wrong = await caught(resolveFile(`${url}#sha256=${'0'.repeat(64)}`, 'model', opts()));
     expect(wrong.code).toBe('E_CHECKSUM');
     expect(existsSync(join(hub.root, 'by-hash', '0'.repeat(64), 'model.safetensors'))).toBe(false);

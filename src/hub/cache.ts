@@ -21,10 +21,10 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix, win32, dirname, isAbsolute, resolve } from 'node:path';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, errCode } from '../errors.js';
 import type { FileKind, RegistryEntry } from './registry.js';
 
 export const CACHE_ENV = 'CLIP_IQA_HOME';
@@ -93,6 +93,24 @@ export const partInfoPath = (file: string): string => `${file}.part.json`;
 export const lockPath = (file: string): string => `${file}.lock`;
 
 /**
+ * Whether a name in a cache directory is one of the files kept beside a cached file (the four above, a
+ * `writeJsonAtomic` temp file, a lock moved aside to be broken) rather than a cached file itself.
+ */
+export function isSideFile(name: string): boolean {
+  return /\.(meta\.json|part|part\.json|lock|tmp)$|\.lock\.stale-/.test(name);
+}
+
+/** Size of the regular file at `path`; null when there is none (or it cannot be seen). */
+export async function fileSize(path: string): Promise<number | null> {
+  try {
+    const st = await stat(path);
+    return st.isFile() ? st.size : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * How a cached file's bytes were checked:
  * - `sha256`: equal to a full published SHA-256 (registry, or a URL's `#sha256=`);
  * - `sha256-prefix`: its SHA-256 starts with the published prefix (pyiqa's 8 hex digits);
@@ -147,6 +165,15 @@ export async function readManifest(file: string): Promise<Manifest | null> {
   }
 }
 
+/** A cached file whose manifest agrees with what is expected (size from the manifest, hash not recomputed). */
+export async function cachedManifest(file: string, expected: ExpectedHash): Promise<Manifest | null> {
+  const size = await fileSize(file);
+  if (size === null) return null;
+  const m = await readManifest(file);
+  if (!m || m.size !== size || checkHash(expected, m.sha256) === null) return null;
+  return m;
+}
+
 /** Writes JSON by temp file + rename, so a reader sees the old content or the new, never half of it. */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`;
@@ -179,15 +206,6 @@ export async function sha256File(path: string, signal?: AbortSignal): Promise<{ 
   const hash = createHash('sha256');
   const size = await hashFileInto(hash, path, undefined, signal);
   return { sha256: hash.digest('hex'), size };
-}
-
-function errCode(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | null)?.code;
-}
-
-export function isErrno(e: unknown, ...codes: string[]): boolean {
-  const code = errCode(e);
-  return code !== undefined && codes.includes(code);
 }
 
 /** File-system failures that mean "this cache cannot be written", as opposed to a bug or a network problem. */

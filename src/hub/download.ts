@@ -17,20 +17,19 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, errCode, isErrno } from '../errors.js';
 import {
   cacheError,
   CACHE_ERRNOS,
+  cachedManifest,
   checkHash,
   describeExpected,
   ensureDir,
   hashFileInto,
-  isErrno,
   lockPath,
   manifestPath,
   partInfoPath,
   partPath,
-  readManifest,
   writeJsonAtomic,
   writeManifest,
   type ExpectedHash,
@@ -140,10 +139,6 @@ function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
 }
 
-function errno(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | null)?.code;
-}
-
 function isAbort(e: unknown): boolean {
   return (e as Error | null)?.name === 'AbortError';
 }
@@ -151,7 +146,7 @@ function isAbort(e: unknown): boolean {
 /** Network errors as transient or permanent, with a sentence a user can act on. */
 function classifyNetworkError(e: unknown, url: string): Error {
   if (e instanceof TransientError || e instanceof PermanentError || e instanceof RestartError || isAbort(e)) return e as Error;
-  const code = errno(e);
+  const code = errCode(e);
   const msg = e instanceof Error ? e.message : String(e);
   if (code === 'ENOTFOUND') {
     return new PermanentError(
@@ -260,9 +255,6 @@ interface Settings {
   readonly retries: number;
   readonly retryDelayMs: number;
   readonly maxRedirects: number;
-  readonly lockTimeoutMs: number;
-  readonly lockStaleMs: number;
-  readonly progressIntervalMs: number;
 }
 
 function settings(o: DownloadOptions): Settings {
@@ -272,9 +264,6 @@ function settings(o: DownloadOptions): Settings {
     retries: o.retries ?? 4,
     retryDelayMs: o.retryDelayMs ?? 1000,
     maxRedirects: o.maxRedirects ?? 10,
-    lockTimeoutMs: o.lockTimeoutMs ?? 5 * 60_000,
-    lockStaleMs: o.lockStaleMs ?? 60_000,
-    progressIntervalMs: o.progressIntervalMs ?? 100,
   };
 }
 
@@ -439,7 +428,7 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
       // The partial file already holds every byte: an earlier attempt ended just before its rename.
       const hash = createHash('sha256');
       await hashFileInto(hash, part, offset, o.signal);
-      new ProgressMeter(job.fileName, url, offset, offset, o.onProgress, s.progressIntervalMs).finish();
+      new ProgressMeter(job.fileName, url, offset, offset, o.onProgress, o.progressIntervalMs).finish();
       return { url, sha256: hash.digest('hex'), size: offset, resumedFrom: offset };
     }
     await rm(part, { force: true });
@@ -465,8 +454,16 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
   }
 
   const hash = createHash('sha256');
-  if (start > 0) await hashFileInto(hash, part, start, o.signal);
-  const meter = new ProgressMeter(job.fileName, url, start, total, o.onProgress, s.progressIntervalMs);
+  if (start > 0) {
+    try {
+      await hashFileInto(hash, part, start, o.signal);
+    } catch (e) {
+      // Re-reading a large prefix takes seconds; an abort then must not leave the response's socket open.
+      res.body.destroy();
+      throw e;
+    }
+  }
+  const meter = new ProgressMeter(job.fileName, url, start, total, o.onProgress, o.progressIntervalMs);
   const counter = meterStream(hash, meter, s.stallTimeoutMs, () =>
     counter.destroy(new TransientError(`no data from ${res.url} for ${seconds(s.stallTimeoutMs)} (stalled)`)),
   );
@@ -581,21 +578,6 @@ async function commit(part: string, dest: string): Promise<void> {
   await rename(part, dest);
 }
 
-/** A cached file whose manifest agrees with what is expected (size from the manifest, hash not recomputed). */
-export async function cachedManifest(dest: string, expected: ExpectedHash): Promise<Manifest | null> {
-  let size: number;
-  try {
-    const st = await stat(dest);
-    if (!st.isFile()) return null;
-    size = st.size;
-  } catch {
-    return null;
-  }
-  const m = await readManifest(dest);
-  if (!m || m.size !== size || checkHash(expected, m.sha256) === null) return null;
-  return m;
-}
-
 /**
  * Fetches `job` into the cache and returns the verified file. Holds `<dest>.lock` throughout; if another process
  * completes the file while we wait for the lock, its result is used and nothing is downloaded.
@@ -606,8 +588,8 @@ export async function download(job: DownloadJob, options: DownloadOptions = {}):
   await ensureDir(dirname(job.dest), `creating the directory for ${job.fileName}`);
   const lock = await acquireLock(lockPath(job.dest), {
     purpose: `downloading ${job.fileName}`,
-    timeoutMs: s.lockTimeoutMs,
-    staleMs: s.lockStaleMs,
+    timeoutMs: options.lockTimeoutMs,
+    staleMs: options.lockStaleMs,
     signal: options.signal,
     activity: () => sizeOf(partPath(job.dest)),
     onWait: (owner) =>
@@ -666,7 +648,6 @@ export async function download(job: DownloadJob, options: DownloadOptions = {}):
         if (isErrno(e, ...CACHE_ERRNOS)) throw cacheError(e, manifestPath(job.dest), `saving ${job.fileName}`, job.sizeHint);
         throw e;
       }
-      await rm(partInfoPath(job.dest), { force: true }).catch(() => undefined);
       return { path: job.dest, sha256: t.sha256, size: t.size, verification, url: t.url, downloaded: true };
     }
   } finally {

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, errCode } from '../errors.js';
 import { cacheError } from './cache.js';
 
 export interface LockInfo {
@@ -57,10 +57,6 @@ export interface Lock {
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const DEFAULT_STALE_MS = 60_000;
-
-function errCode(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException | null)?.code;
-}
 
 async function readInfo(path: string): Promise<LockInfo | null> {
   try {
@@ -148,16 +144,23 @@ export async function acquireLock(path: string, options: LockOptions): Promise<L
 
   for (;;) {
     options.signal?.throwIfAborted();
+    let fh;
     try {
-      const fh = await open(path, 'wx');
-      try {
-        await fh.writeFile(JSON.stringify(info));
-      } finally {
-        await fh.close();
-      }
-      return startHeld(path, info, staleMs);
+      fh = await open(path, 'wx');
     } catch (e) {
       if (errCode(e) !== 'EEXIST') throw lockError(path, e);
+    }
+    if (fh) {
+      try {
+        await fh.writeFile(JSON.stringify(info));
+        await fh.close();
+      } catch (e) {
+        // A lock created but left unwritten (disk full) would hold everyone off until it went stale.
+        await fh.close().catch(() => undefined);
+        await unlink(path).catch(() => undefined);
+        throw lockError(path, e);
+      }
+      return startHeld(path, info, staleMs);
     }
 
     let st;

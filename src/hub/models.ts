@@ -2,14 +2,15 @@
  * What the CLI's `models` commands need: list the registry with what is cached, pull, verify, remove, and the
  * cache root. No printing here: each function returns data for the caller to present.
  */
-import { readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, isErrno } from '../errors.js';
 import {
   checkHash,
   describeExpected,
   entryPath,
-  isErrno,
+  fileSize,
+  isSideFile,
   lockPath,
   manifestPath,
   partInfoPath,
@@ -22,7 +23,7 @@ import {
 } from './cache.js';
 import { acquireLock } from './lock.js';
 import { findEntry, type FileKind, type RegistryEntry } from './registry.js';
-import { fetchTarget, fromCache, hubSettings, parseSource, resolveSource, targetOf, type HubOptions, type ResolvedFile } from './resolve.js';
+import { hubSettings, parseSource, resolveParsed, targetOf, type HubOptions, type ResolvedFile } from './resolve.js';
 
 export interface CacheItem {
   /** Registry name, or the URL for a file fetched by URL. */
@@ -46,17 +47,6 @@ export interface CacheItem {
   readonly partialBytes: number;
 }
 
-async function sizeIfFile(p: string): Promise<number | null> {
-  try {
-    const st = await stat(p);
-    return st.isFile() ? st.size : null;
-  } catch {
-    return null;
-  }
-}
-
-const SIDE_FILE = /\.(meta\.json|part|part\.json|lock|tmp)$|\.lock\.stale-/;
-
 /** Files fetched by URL: `by-hash/<sha>/<file>` and `by-url/<key>/<file>`. */
 async function urlFiles(root: string): Promise<string[]> {
   const out: string[] = [];
@@ -74,14 +64,14 @@ async function urlFiles(root: string): Promise<string[]> {
       } catch {
         continue;
       }
-      for (const n of names) if (!SIDE_FILE.test(n)) out.push(join(root, top, key, n));
+      for (const n of names) if (!isSideFile(n)) out.push(join(root, top, key, n));
     }
   }
   return out.sort();
 }
 
 async function itemOf(path: string, entry: RegistryEntry | null, m: Manifest | null): Promise<CacheItem> {
-  const size = await sizeIfFile(path);
+  const size = await fileSize(path);
   return {
     name: entry?.name ?? m?.source ?? path,
     kind: entry?.kind ?? null,
@@ -96,7 +86,7 @@ async function itemOf(path: string, entry: RegistryEntry | null, m: Manifest | n
     sha256: m?.sha256 ?? null,
     verification: m?.verification ?? null,
     downloadedAt: m?.createdAt ?? null,
-    partialBytes: (await sizeIfFile(partPath(path))) ?? 0,
+    partialBytes: (await fileSize(partPath(path))) ?? 0,
   };
 }
 
@@ -116,7 +106,7 @@ export async function listModels(options: HubOptions & { readonly kind?: FileKin
 /** A registry name of any kind (or of `kind`), else a URL or path spec as a `kind` (default model). */
 async function sourceOf(name: string, options: HubOptions & { readonly kind?: FileKind }) {
   const st = hubSettings(options);
-  const entry = options.kind ? findEntry(st.registry, name, options.kind) : findEntry(st.registry, name);
+  const entry = findEntry(st.registry, name, options.kind);
   const src = entry ? ({ type: 'registry', entry } as const) : await parseSource(name, options.kind ?? 'model', st.registry);
   return { st, src };
 }
@@ -127,21 +117,9 @@ async function sourceOf(name: string, options: HubOptions & { readonly kind?: Fi
  */
 export async function pullModel(name: string, options: HubOptions & { readonly kind?: FileKind; readonly force?: boolean } = {}): Promise<ResolvedFile> {
   const { st, src } = await sourceOf(name, options);
-  if (src.type === 'path') return resolveSource(src.path, options.kind ?? 'model', options);
-  if (options.force) {
-    if (st.offline) throw new ClipIqaError('E_OFFLINE', `Cannot pull ${name} again in offline mode (${st.offlineBecause})`);
-    await removeModel(name, options);
-  }
-  const t = targetOf(src, st);
-  if (!options.force) {
-    const cached = await fromCache(t, st, options.signal);
-    if (cached) return cached;
-  }
-  if (st.offline) {
-    // Same message as resolving it would give.
-    return resolveSource(name, src.type === 'registry' ? src.entry.kind : (options.kind ?? 'model'), options);
-  }
-  return fetchTarget(t, st, options);
+  if (!options.force || src.type === 'path') return resolveParsed(src, st, options);
+  if (st.offline) throw new ClipIqaError('E_OFFLINE', `Cannot pull ${name} again in offline mode (${st.offlineBecause})`);
+  return resolveParsed(src, st, options, () => removeModel(name, options));
 }
 
 export type VerifyStatus = 'ok' | 'corrupt' | 'missing' | 'unverified';
@@ -181,7 +159,7 @@ export async function verifyCache(options: HubOptions & { readonly names?: reado
     const name = entry?.name ?? m?.source ?? path;
     const kind = entry?.kind ?? null;
     const base = { name, kind, path };
-    if ((await sizeIfFile(path)) === null) {
+    if ((await fileSize(path)) === null) {
       const where = entry ? `; get it with "models pull ${entry.name}"` : '';
       results.push({ ...base, status: 'missing', expected: null, actual: null, verification: null, message: `not cached${where}` });
       return;
@@ -238,7 +216,7 @@ export async function removeModel(name: string, options: HubOptions & { readonly
   }
   const dest = targetOf(src, st).dest;
   const dir = dirname(dest);
-  if ((await sizeIfFile(dest)) === null && (await sizeIfFile(partPath(dest))) === null && (await sizeIfFile(manifestPath(dest))) === null) {
+  if ((await fileSize(dest)) === null && (await fileSize(partPath(dest))) === null && (await fileSize(manifestPath(dest))) === null) {
     return [];
   }
   let lock;
@@ -253,7 +231,7 @@ export async function removeModel(name: string, options: HubOptions & { readonly
   const removed: string[] = [];
   try {
     for (const p of [dest, manifestPath(dest), partPath(dest), partInfoPath(dest)]) {
-      if ((await sizeIfFile(p)) === null) continue;
+      if ((await fileSize(p)) === null) continue;
       try {
         await rm(p, { force: true });
         removed.push(p);

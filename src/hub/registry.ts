@@ -143,7 +143,7 @@ function pyiqa(
   name: string,
   file: string,
   prefix: string,
-  rest: Pick<ContextEntry, 'baseModel' | 'positional' | 'format' | 'ctxShape' | 'pyiqaName' | 'description'> & {
+  rest: Pick<ContextEntry, 'baseModel' | 'positional' | 'format' | 'ctxShape' | 'description'> & {
     sizeBytes: number | null;
     aliases?: readonly string[];
   },
@@ -165,7 +165,8 @@ function pyiqa(
     positional: rest.positional,
     format: rest.format,
     ctxShape: rest.ctxShape,
-    pyiqaName: rest.pyiqaName,
+    // Registry names of pyiqa's contexts are pyiqa's metric names.
+    pyiqaName: name,
   };
 }
 
@@ -209,7 +210,6 @@ const ENTRIES: readonly RegistryEntry[] = [
     positional: 'none',
     format: 'bare-tensor',
     ctxShape: [16, 512],
-    pyiqaName: 'clipiqa+',
     // Reported as 17,144 bytes (spec §1.7, secondary source).
     sizeBytes: 17_144,
     description: "The official CLIP-IQA+ context (KonIQ-10k, 1024×768) as pyiqa extracted it: one (16, 512) float16 tensor for both classes",
@@ -220,7 +220,6 @@ const ENTRIES: readonly RegistryEntry[] = [
     positional: 'interpolate',
     format: 'pyiqa-params',
     ctxShape: [2, 16, 512],
-    pyiqaName: 'clipiqa+_rn50_512',
     sizeBytes: 316_700,
     description: "pyiqa's RN50 context trained on KonIQ-10k at 512×384 with the positional embedding interpolated; one context per class",
   }),
@@ -230,7 +229,6 @@ const ENTRIES: readonly RegistryEntry[] = [
     positional: 'interpolate',
     format: 'pyiqa-params',
     ctxShape: [2, 16, 768],
-    pyiqaName: 'clipiqa+_vitL14_512',
     sizeBytes: 474_400,
     description: "pyiqa's ViT-L/14 context trained on KonIQ-10k at 512×384 with the positional embedding interpolated; one context per class",
   }),

@@ -20,14 +20,16 @@ import { rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, isErrno } from '../errors.js';
 import {
   cacheError,
+  cachedManifest,
   cacheRoot,
   checkHash,
   describeExpected,
   entryPath,
-  isErrno,
+  fileSize,
+  manifestPath,
   pinnedUrlPath,
   readManifest,
   sha256File,
@@ -36,7 +38,7 @@ import {
   type ExpectedHash,
   type Verification,
 } from './cache.js';
-import { cachedManifest, download, type DownloadJob, type DownloadOptions, type HubLogger } from './download.js';
+import { download, type DownloadJob, type DownloadOptions, type HubLogger } from './download.js';
 import { createProgressBar, type ProgressCallback } from './progress.js';
 import { DEFAULT_REGISTRY, findEntry, getEntry, type FileKind, type Registry, type RegistryEntry } from './registry.js';
 
@@ -285,12 +287,16 @@ export function targetOf(src: Exclude<SourceSpec, { type: 'path' }>, st: HubSett
   };
 }
 
+/** Whether a target comes with no published checksum at all (verified only against the hash recorded on first download). */
+function unpublished(t: CacheTarget): boolean {
+  return t.expected.sha256 === null && t.expected.sha256Prefix === null;
+}
+
 function offlineError(t: CacheTarget, st: HubSettings): ClipIqaError {
-  const sum = t.expected.sha256 ? `sha256 ${t.expected.sha256}` : t.expected.sha256Prefix ? `sha256 starting with ${t.expected.sha256Prefix}` : null;
   return new ClipIqaError(
     'E_OFFLINE',
     `Offline mode (${st.offlineBecause}): the ${t.label} is not in the cache and may not be downloaded.\n` +
-      `  needed file:   ${t.fileName}${sum ? ` (${sum})` : ''}\n` +
+      `  needed file:   ${t.fileName}${unpublished(t) ? '' : ` (${describeExpected(t.expected)})`}\n` +
       `  place it at:   ${t.dest}\n` +
       `  download from: ${t.publicUrl}\n` +
       'Fetch it on a machine with network access and copy it there, or turn offline mode off.',
@@ -314,22 +320,21 @@ function unverifiedWarning(t: CacheTarget, sha256: string, where: string): strin
  * A file already in the cache: trusted when its manifest agrees (size and hash as expected); hashed once when it
  * has no manifest (copied there by hand). Returns null when absent, or when corrupt and the network may repair it.
  */
-export async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortSignal): Promise<ResolvedFile | null> {
+async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortSignal): Promise<ResolvedFile | null> {
   const m = await cachedManifest(t.dest, t.expected);
   const source = t.entry ? 'registry' : 'url';
   if (m) return { path: t.dest, source, entry: t.entry, sha256: m.sha256, verification: m.verification, downloaded: false, url: m.url };
-  const there = await isFile(t.dest);
-  if (there !== true) return null;
+  if ((await fileSize(t.dest)) === null) return null;
 
   const old = await readManifest(t.dest);
   st.log('info', `checking ${t.dest}`);
   const { sha256, size } = await sha256File(t.dest, signal);
   // Without a published hash, the one recorded on first download is the reference (trust on first use).
-  const expected: ExpectedHash = t.expected.sha256 === null && t.expected.sha256Prefix === null && old ? { sha256: old.sha256, sha256Prefix: null } : t.expected;
+  const expected: ExpectedHash = unpublished(t) && old ? { sha256: old.sha256, sha256Prefix: null } : t.expected;
   const verification = checkHash(expected, sha256);
   if (verification !== null) {
-    const v: Verification = t.expected.sha256 === null && t.expected.sha256Prefix === null ? 'recorded' : verification;
-    if (!old) st.log('warn', v === 'recorded' ? unverifiedWarning(t, sha256, `${t.dest}.meta.json`) : `adopting ${t.dest}, placed in the cache by hand (checksum ok)`);
+    const v: Verification = unpublished(t) ? 'recorded' : verification;
+    if (!old) st.log('warn', v === 'recorded' ? unverifiedWarning(t, sha256, manifestPath(t.dest)) : `adopting ${t.dest}, placed in the cache by hand (checksum ok)`);
     try {
       await writeManifest(t.dest, {
         version: 1,
@@ -352,7 +357,7 @@ export async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortS
   }
 
   const problem =
-    `The cached ${t.fileName} at ${t.dest} is damaged or is another file: expected ${old && !t.expected.sha256 && !t.expected.sha256Prefix ? `the recorded sha256 ${old.sha256}` : describeExpected(t.expected)}, ` +
+    `The cached ${t.fileName} at ${t.dest} is damaged or is another file: expected ${old && unpublished(t) ? `the recorded sha256 ${old.sha256}` : describeExpected(t.expected)}, ` +
     `found sha256 ${sha256} (${size} bytes).`;
   if (st.offline) {
     throw new ClipIqaError('E_CHECKSUM', `${problem} Replace it with the right file (from ${t.publicUrl}), or delete it and run again online.`);
@@ -360,7 +365,7 @@ export async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortS
   st.log('warn', `${problem} Downloading it again.`);
   try {
     await rm(t.dest, { force: true });
-    await rm(`${t.dest}.meta.json`, { force: true });
+    await rm(manifestPath(t.dest), { force: true });
   } catch (e) {
     throw cacheError(e, t.dest, `replacing the damaged ${t.fileName}`);
   }
@@ -373,7 +378,14 @@ export async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortS
  */
 export async function resolveSource(spec: string | undefined, kind: FileKind, options: HubOptions = {}): Promise<ResolvedFile> {
   const st = hubSettings(options);
-  const src = await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry);
+  return resolveParsed(await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry), st, options);
+}
+
+/**
+ * @internal `resolveSource` once the spec is parsed. With `replace`, the cached copy is not looked at: `replace`
+ * runs (removing it) and the file is downloaded again.
+ */
+export async function resolveParsed(src: SourceSpec, st: HubSettings, options: HubOptions, replace?: () => Promise<unknown>): Promise<ResolvedFile> {
   if (src.type === 'path') return { path: src.path, source: 'path', entry: null, sha256: null, verification: null, downloaded: false, url: null };
   if (src.type === 'url' && src.sha256 === null && st.requireChecksum) {
     throw new ClipIqaError(
@@ -382,14 +394,17 @@ export async function resolveSource(spec: string | undefined, kind: FileKind, op
     );
   }
   const t = targetOf(src, st);
-  const cached = await fromCache(t, st, options.signal);
-  if (cached) return cached;
+  if (!replace) {
+    const cached = await fromCache(t, st, options.signal);
+    if (cached) return cached;
+  }
   if (st.offline) throw offlineError(t, st);
+  await replace?.();
   return fetchTarget(t, st, options);
 }
 
-/** @internal Downloads a target (under its lock) and reports it as a resolved file. */
-export async function fetchTarget(t: CacheTarget, st: HubSettings, options: HubOptions): Promise<ResolvedFile> {
+/** Downloads a target (under its lock) and reports it as a resolved file. */
+async function fetchTarget(t: CacheTarget, st: HubSettings, options: HubOptions): Promise<ResolvedFile> {
   const job: DownloadJob = {
     fileName: t.fileName,
     dest: t.dest,
@@ -403,7 +418,7 @@ export async function fetchTarget(t: CacheTarget, st: HubSettings, options: HubO
   const bar = options.onProgress ? null : createProgressBar({ quiet: options.quiet });
   try {
     const r = await download(job, { ...options, onProgress: options.onProgress ?? (bar?.active ? bar.update : undefined), log: st.log });
-    if (r.downloaded && r.verification === 'recorded') st.log('warn', unverifiedWarning(t, r.sha256, `${t.dest}.meta.json`));
+    if (r.downloaded && r.verification === 'recorded') st.log('warn', unverifiedWarning(t, r.sha256, manifestPath(t.dest)));
     return {
       path: r.path,
       source: t.entry ? 'registry' : 'url',

@@ -43,7 +43,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
-import { ClipIqaError, errorMessage } from '../errors.js';
+import { ClipIqaError, errCode, errorMessage } from '../errors.js';
 import type { RawImage } from '../model/types.js';
 
 /** What can be decoded: a file path, encoded bytes (a Buffer is a Uint8Array), or pixels already decoded. */
@@ -132,7 +132,8 @@ export interface ImageInfo {
   readonly hasIccProfile: boolean;
 }
 
-const SUPPORTED = new Set(['jpeg', 'png', 'webp', 'heif', 'tiff', 'gif']);
+/** The container formats (sharp's names; `heif` holds AVIF) that are decoded; anything else is refused. */
+export const DECODABLE_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'heif', 'tiff', 'gif']);
 const SUPPORTED_TEXT = 'JPEG, PNG, WebP, AVIF, TIFF or GIF';
 const SAMPLE_BITS: Record<string, number> = { uchar: 8, char: 8, ushort: 16, short: 16, uint: 32, int: 32, float: 32 };
 
@@ -184,7 +185,7 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   return {
     width: info.width,
     height: info.height,
-    data: sixteen ? asUint16(data) : new Uint8Array(data.buffer, data.byteOffset, data.length),
+    data: pixelsOf(data, sixteen),
     bitDepth: sixteen ? 16 : 8,
     format,
     original,
@@ -371,7 +372,7 @@ async function decodeRaw(img: RawImage, opts: CheckedOptions): Promise<DecodedIm
     return {
       width: info.width,
       height: info.height,
-      data: sixteen ? asUint16(data) : new Uint8Array(data.buffer, data.byteOffset, data.length),
+      data: pixelsOf(data, sixteen),
       bitDepth: sixteen ? 16 : 8,
       format: 'raw',
       original,
@@ -392,7 +393,7 @@ async function checkFile(path: string): Promise<void> {
 }
 
 function fileError(path: string, e: unknown): ClipIqaError {
-  const code = (e as NodeJS.ErrnoException).code;
+  const code = errCode(e);
   if (code === 'ENOENT' || code === 'ENOTDIR') {
     return new ClipIqaError('E_NOT_FOUND', `Image not found: ${path}. Check the path.`, { cause: e });
   }
@@ -438,7 +439,7 @@ function formatName(meta: Metadata): ImageFormat {
 }
 
 function checkDecodable(meta: Metadata, format: ImageFormat, name: string, limit: number | false): void {
-  if (!SUPPORTED.has(meta.format)) {
+  if (!DECODABLE_FORMATS.has(meta.format)) {
     throw new ClipIqaError('E_IMAGE', `${name}: ${format.toUpperCase()} images are not supported; convert it to ${SUPPORTED_TEXT}.`);
   }
   if (meta.depth !== 'uchar' && meta.depth !== 'ushort') {
@@ -502,8 +503,12 @@ export function isSrgbProfile(icc: Uint8Array | undefined): boolean {
   return false;
 }
 
-/** sharp's 16-bit raw output as Uint16Array (native byte order), copied only if it is misaligned. */
-function asUint16(data: Buffer): Uint16Array {
+/**
+ * sharp's raw output as samples: 8-bit as a plain Uint8Array over the same memory, 16-bit as a Uint16Array
+ * (native byte order), copied only if it is misaligned.
+ */
+function pixelsOf(data: Buffer, sixteen: boolean): Uint8Array | Uint16Array {
+  if (!sixteen) return new Uint8Array(data.buffer, data.byteOffset, data.length);
   if (data.byteOffset % 2 === 0) return new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
   return new Uint16Array(Uint8Array.prototype.slice.call(data).buffer);
 }

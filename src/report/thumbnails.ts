@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import sharp from 'sharp';
-import { DEFAULT_LIMIT_INPUT_PIXELS } from '../image/decode.js';
+import { DECODABLE_FORMATS, DEFAULT_LIMIT_INPUT_PIXELS } from '../image/decode.js';
 import { errorMessage } from '../errors.js';
 
 export interface ThumbnailOptions {
@@ -37,12 +37,6 @@ export type ThumbnailResult = Thumbnail | NoThumbnail;
 
 export const isThumbnail = (t: ThumbnailResult): t is Thumbnail => 'uri' in t;
 
-/**
- * Raster formats a thumbnail is made from: the ones the scorer decodes. Anything else (SVG, PDF, raw libvips
- * files) gets a placeholder: a report must not render documents it did not score.
- */
-const RASTER = new Set(['jpeg', 'png', 'webp', 'heif', 'tiff', 'gif']);
-
 /** Thumbnail of an image file (or its bytes). Never throws: a file that cannot be shown gets a reason instead. */
 export async function makeThumbnail(source: string | Uint8Array, options: ThumbnailOptions = {}): Promise<ThumbnailResult> {
   const size = options.size ?? 240;
@@ -52,7 +46,8 @@ export async function makeThumbnail(source: string | Uint8Array, options: Thumbn
     const bytes = typeof source === 'string' ? await readFile(source) : source;
     const limitInputPixels = options.limitInputPixels ?? DEFAULT_LIMIT_INPUT_PIXELS;
     const meta = await sharp(bytes, { limitInputPixels }).metadata();
-    if (!RASTER.has(meta.format)) return { reason: `no preview for ${meta.format.toUpperCase()} files` };
+    // Only formats the scorer decodes: a report must not render documents (SVG, PDF) it did not score.
+    if (!DECODABLE_FORMATS.has(meta.format)) return { reason: `no preview for ${meta.format.toUpperCase()} files` };
     const { data, info } = await sharp(bytes, { limitInputPixels, failOn: 'none' })
       .autoOrient()
       .resize({ width: size, height: size, fit: 'inside', withoutEnlargement: true })

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, errCode } from '../errors.js';
 import { PY_WHITESPACE, cleanText } from './clean.js';
 
 const SOT_TEXT = '<|startoftext|>';
@@ -102,7 +102,7 @@ export class Tokenizer {
     try {
       bytes = await readFile(path);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
+      const code = errCode(e);
       if (code === 'ENOENT') {
         throw new ClipIqaError(
           'E_NOT_FOUND',

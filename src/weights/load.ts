@@ -4,7 +4,7 @@
  * The format is sniffed from the content, never from the file name.
  */
 import { readFile } from 'node:fs/promises';
-import { ClipIqaError } from '../errors.js';
+import { ClipIqaError, errCode } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { type PickleDict, type PickleValue, TorchScriptObject, TorchTensor, describeValue } from './pickle.js';
 import { isSafetensors, readSafetensors } from './safetensors.js';
@@ -36,7 +36,7 @@ async function input(pathOrBytes: string | Uint8Array, options: LoadOptions): Pr
   try {
     return { bytes: await readFile(pathOrBytes), source: options.source ?? pathOrBytes };
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errCode(e);
     if (code === 'ENOENT') throw new ClipIqaError('E_NOT_FOUND', `${pathOrBytes}: no such checkpoint file.`, { cause: e });
     if (code === 'ERR_FS_FILE_TOO_LARGE') {
       throw new ClipIqaError('E_WEIGHTS_FORMAT', `${pathOrBytes}: the file is larger than the 2 GiB Node can read at once; no CLIP checkpoint is that large.`, { cause: e });

@@ -11,7 +11,7 @@
  * ClipIqaError, never a hang, a crash or an unbounded allocation.
  */
 import { ClipIqaError } from '../errors.js';
-import { BYTES_PER_ELEMENT, type DType, type Tensor, type TensorData, typedView } from '../tensor.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, type TensorData, allocateTensorData, typedView } from '../tensor.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Values
@@ -881,7 +881,7 @@ class Unpickler {
     if (shape.length !== strides.length) {
       throw this.#corrupt(`${what}: size [${shape.join(', ')}] and stride [${strides.join(', ')}] differ in rank`);
     }
-    if (this.#options.shapesOnly) return new TorchTensor(storage.dtype, shape, allocate(storage.dtype, 0));
+    if (this.#options.shapesOnly) return new TorchTensor(storage.dtype, shape, allocateTensorData(storage.dtype, 0));
     return rebuildTensor(storage, offset, shape, strides, {
       source: this.#source,
       budget: (bytes) => {
@@ -937,29 +937,6 @@ interface Strided {
   set(src: Strided, offset: number): void;
 }
 
-function allocate(dtype: DType, count: number): TensorData {
-  switch (dtype) {
-    case 'float64':
-      return new Float64Array(count);
-    case 'float32':
-      return new Float32Array(count);
-    case 'float16':
-    case 'bfloat16':
-      return new Uint16Array(count);
-    case 'int64':
-      return new BigInt64Array(count);
-    case 'int32':
-      return new Int32Array(count);
-    case 'int16':
-      return new Int16Array(count);
-    case 'int8':
-      return new Int8Array(count);
-    case 'uint8':
-    case 'bool':
-      return new Uint8Array(count);
-  }
-}
-
 /**
  * The dense row-major tensor that `size`/`stride` describe over `storage` from element `offset`.
  * A contiguous layout is a view of the storage bytes (no copy unless misaligned); any other layout is
@@ -984,7 +961,7 @@ export function rebuildTensor(
   if (!Number.isSafeInteger(count) || !Number.isSafeInteger(last)) {
     throw new ClipIqaError('E_WEIGHTS_FORMAT', `${context.source}: a ${describe()} has an impossible size; the checkpoint is corrupt.`);
   }
-  if (count === 0) return new TorchTensor(dtype, shape, allocate(dtype, 0));
+  if (count === 0) return new TorchTensor(dtype, shape, allocateTensorData(dtype, 0));
   if (last >= storage.numel) {
     throw new ClipIqaError(
       'E_WEIGHTS_FORMAT',
@@ -1005,7 +982,7 @@ export function rebuildTensor(
 
   context.budget?.(count * size);
   const src = typedView(dtype, storage.bytes, offset * size, last - offset + 1) as unknown as Strided;
-  const dst = allocate(dtype, count) as unknown as Strided;
+  const dst = allocateTensorData(dtype, count) as unknown as Strided;
   const index = new Array<number>(outer).fill(0);
   const inner = outer - 1; // the dimension walked by the innermost loop, in steps of `run` elements
   const innerSize = shape[inner]!;

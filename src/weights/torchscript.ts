@@ -10,12 +10,8 @@
  */
 import { ClipIqaError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { type PickleValue, TorchScriptObject, TorchTensor, isArray } from './pickle.js';
+import { TorchScriptObject, TorchTensor, isArray } from './pickle.js';
 import { StateDict } from './state-dict.js';
-
-export function isTorchScriptModule(v: PickleValue): v is TorchScriptObject {
-  return v instanceof TorchScriptObject;
-}
 
 /** Real module trees are a few dozen levels deep at most; deeper means corrupt or hostile input. */
 const MAX_DEPTH = 200;

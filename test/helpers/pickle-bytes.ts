@@ -2,8 +2,7 @@
  * Byte builders for hand-made pickles, zip archives and legacy torch.save files, so tests can describe
  * malformed and hostile checkpoints exactly (no Python-generated binaries in the repository).
  */
-import { crc32 } from 'node:zlib';
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 
 const enc = new TextEncoder();
 
@@ -220,14 +219,7 @@ export function buildZip(files: readonly ZipInput[]): Uint8Array {
   ev.setUint16(10, files.length, true);
   ev.setUint32(12, cdSize, true);
   ev.setUint32(16, offset, true);
-  const all = [...chunks, ...central, end];
-  const out = new Uint8Array(all.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of all) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concat([...chunks, ...central, end]);
 }
 
 /** A torch.save-style zip: `<top>/data.pkl`, `<top>/data/<key>` for each storage, `<top>/version`. */
