@@ -136,25 +136,26 @@ export function randomClip(cfg: RandomClipConfig, seed = 1, logitScale = 100): S
 }
 
 /**
- * The state dict as a safetensors file, float tensors stored as float16 (as OpenAI's published checkpoints
- * hold their weights; the reader widens them exactly), so that the real CLI can load it like a download.
+ * The state dict as a safetensors file, so that the real CLI can load it like a download. Float tensors are stored
+ * as float16 by default, as OpenAI's published checkpoints hold their weights (the reader widens them exactly);
+ * `F32` keeps them as they are.
  */
-export function toSafetensors(sd: StateDict): Uint8Array {
+export function toSafetensors(sd: StateDict, float: 'F16' | 'F32' = 'F16'): Uint8Array {
   const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
   const parts: Uint8Array[] = [];
   let offset = 0;
   for (const [name, t] of sd.entries()) {
     let bytes: Uint8Array;
     let dtype: string;
-    if (t.dtype === 'float32') {
+    if (t.dtype === 'float32' && float === 'F16') {
       const src = t.data as Float32Array;
       const half = new Uint16Array(src.length);
       for (let i = 0; i < src.length; i++) half[i] = floatToHalf(src[i]!);
       bytes = new Uint8Array(half.buffer);
       dtype = 'F16';
-    } else if (t.dtype === 'int64') {
+    } else if (t.dtype === 'float32' || t.dtype === 'int64') {
       bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      dtype = 'I64';
+      dtype = t.dtype === 'float32' ? 'F32' : 'I64';
     } else {
       throw new Error(`toSafetensors: ${name} has dtype ${t.dtype}`);
     }

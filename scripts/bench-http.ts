@@ -18,7 +18,11 @@ export async function startChild(args: readonly string[], readyTimeoutMs = 180_0
   let log = '';
   const url = await new Promise<string>((resolve, reject) => {
     let listening: string | undefined;
-    const timer = setTimeout(() => reject(new Error(`the server did not get ready in time:\n${log}`)), readyTimeoutMs);
+    const timer = setTimeout(() => {
+      // Nobody will stop a server that never got ready: it would outlive the benchmark.
+      child.kill('SIGKILL');
+      reject(new Error(`the server did not get ready in time:\n${log}`));
+    }, readyTimeoutMs);
     const scan = (chunk: Buffer) => {
       log += chunk.toString();
       listening ??= /listening on (http:\/\/\S+)/.exec(log)?.[1];
@@ -39,7 +43,8 @@ export async function startChild(args: readonly string[], readyTimeoutMs = 180_0
     url,
     child,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      // Already gone (a crash, a signal): there is no exit event left to wait for.
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
       const [code] = (await once(child, 'exit')) as [number | null];
       return code;
@@ -83,9 +88,14 @@ export async function withMemorySampling<T>(url: string, during: Promise<T>): Pr
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
-  const result = await during;
-  running = false;
-  await loop;
+  let result: T;
+  try {
+    result = await during;
+  } finally {
+    // Also when `during` fails: a sampling loop left running would keep the process alive.
+    running = false;
+    await loop;
+  }
   return { result, peakRssMiB: Math.round(peak / 1024 / 1024), lagP99Ms: Math.round(lag * 1000 * 10) / 10 };
 }
 

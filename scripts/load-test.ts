@@ -13,9 +13,8 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
 import { load, multipart, readMetrics, startChild, withMemorySampling } from './bench-http.js';
-import { ROOT, SHARED, modelOptions } from './bench-models.js';
+import { ROOT, benchImage, modelOptions } from './bench-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,13 +31,7 @@ const { values } = parseArgs({
 
 async function main(): Promise<number> {
   const options = modelOptions(values.model);
-  let bytes: Buffer = await sharp(join(SHARED, 'images', values.image)).toBuffer();
-  let type = values.image.endsWith('.png') ? 'image/png' : 'image/jpeg';
-  if (values.size) {
-    const n = Number(values.size);
-    bytes = await sharp(bytes).resize(n, n, { fit: 'fill' }).jpeg({ quality: 90 }).toBuffer();
-    type = 'image/jpeg';
-  }
+  const { bytes, type } = await benchImage(values.image, values.size);
   const args = [
     join(ROOT, 'dist', 'cli', 'bin.js'),
     'serve',

@@ -12,13 +12,11 @@
  * Prints one line per config: answered/s, latency p50/p99 of 200s, peak RSS, event-loop lag p99.
  */
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import sharp from 'sharp';
 import { ClipIqa } from '../src/api.js';
 import { buildServer, serverUrl } from '../src/server/index.js';
 import { load, multipart, startChild, withMemorySampling } from './bench-http.js';
-import { SHARED, modelOptions } from './bench-models.js';
+import { benchImage, modelOptions } from './bench-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -65,13 +63,7 @@ async function child(): Promise<void> {
 async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
-  let bytes: Buffer = await sharp(join(SHARED, 'images', values.image)).toBuffer();
-  let type = values.image.endsWith('.png') ? 'image/png' : 'image/jpeg';
-  if (values.size) {
-    const n = Number(values.size);
-    bytes = await sharp(bytes).resize(n, n, { fit: 'fill' }).jpeg({ quality: 90 }).toBuffer();
-    type = 'image/jpeg';
-  }
+  const { bytes, type } = await benchImage(values.image, values.size);
   const { body, contentType } = multipart(bytes, values.image, type);
   const path = '/v1/score?attributes=paper';
   console.log(`spinning ${values.spin}; model ${values.model}, image ${values.image}${values.size ? ` at ${values.size}²` : ''} (${bytes.length} B), ${connections} connections, ${seconds} s per config`);

@@ -172,6 +172,27 @@ describe('clip-iqa serve: limits, auth, readiness, shutdown', () => {
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
   });
 
+  it('releases a model whose warm-up failed, and says why it is not ready', async () => {
+    const g = gated(iqa);
+    const broken: Engine = {
+      ...g.engine,
+      warmUp: async () => {
+        throw new Error('warm-up broke');
+      },
+    };
+    const app = await buildServer({ ui: false, model: { model: MODEL, vocab: VOCAB }, engine: async () => broken });
+    apps.push(app);
+    await expect(app.clip.load()).rejects.toThrow('warm-up broke');
+    expect(g.disposed()).toBe(true);
+    expect(app.clip.notReady().message).toContain('warm-up broke');
+  });
+
+  it('loads its worker threads whatever callbacks the hub options carry (they cannot cross threads)', async () => {
+    const hub = { log: () => undefined, onProgress: () => undefined, signal: new AbortController().signal };
+    const { url } = await serve({ model: { model: MODEL, vocab: VOCAB, hub } });
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+  });
+
   it('shuts down gracefully: not ready at once, in-flight requests answered, then the model released', async () => {
     const g = gated(iqa);
     const { app, url } = await serve({ engine: async () => g.engine, concurrency: 1 });

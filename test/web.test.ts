@@ -130,6 +130,29 @@ describe.skipIf(reason)(`the web page in Chromium${reason ? ` (skipped: ${reason
     await page.close();
   });
 
+  it('drops a pair the server refuses, says why, and keeps the scores it has', async () => {
+    const page = await browser.newPage();
+    const seen = watchPage(page);
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]');
+    await page.setInputFiles('#files', shared('images', 'chelsea.png'));
+    await settled(page, 1);
+    // Longer than CLIP's 77 tokens: the server answers E_TOKENIZER for the pair.
+    await page.fill('#pair-name', 'wordy');
+    await page.fill('#pair-positive', `${'a '.repeat(80)}photo.`);
+    await page.fill('#pair-negative', 'Short.');
+    await page.click('#pair button[type=submit]');
+    await page.waitForSelector('#message.error:not([hidden])');
+    expect(await page.locator('#message').textContent()).toMatch(/^wordy: /);
+    expect(await page.locator('#pairs li').count()).toBe(0);
+    expect(await page.locator('#sort option').allTextContents()).not.toContain('wordy');
+    await settled(page, 1);
+    expect((await cardScore(page, 'chelsea.png', 'quality')).text).toMatch(/^0\.\d{3}$/);
+    // One request for the photo, one for the pair; nothing is left to ask once the pair is gone.
+    expect(seen.requests.filter((u) => u.endsWith('/v1/score'))).toHaveLength(2);
+    await page.close();
+  });
+
   it('asks for the token when the server wants one', async () => {
     const guarded = await startServer({ model: { model: MODEL, vocab: VOCAB }, port: 0, token: 'page-token-1234' });
     try {

@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { type ErrorCode, isClipIqaError } from '../errors.js';
+import { type ErrorCode, errorMessage, isClipIqaError } from '../errors.js';
 
 export type ServerErrorCode =
   | 'E_TOO_LARGE' // an upload over the size limit, or too many files or fields
@@ -61,6 +61,9 @@ export interface ErrorBody {
 }
 
 export const errorBody = (code: string, message: string): ErrorBody => ({ error: { code, message } });
+
+/** The `error` of one image's row when the others of its request were answered (`{file, error}`). */
+export const rowError = (e: unknown): ErrorBody['error'] => ({ code: isClipIqaError(e) ? e.code : 'E_INTERNAL', message: errorMessage(e) });
 
 interface ValidationIssue {
   readonly instancePath?: string;

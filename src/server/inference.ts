@@ -78,6 +78,11 @@ export const inferencePlugin = fp<{ settings: Settings }>(
     let failure: Error | undefined;
     let loading: Promise<Engine> | undefined;
 
+    const busy = (e: QueueFullError): HttpError => {
+      metrics.rejected.inc({ reason: 'full' });
+      return new HttpError(429, 'E_BUSY', e.message, { 'retry-after': String(e.retryAfter) });
+    };
+
     const notReady = (): HttpError => {
       if (state === 'closing') return new HttpError(503, 'E_NOT_READY', 'the server is shutting down; retry on another instance', { connection: 'close' });
       if (state === 'failed') return new HttpError(503, 'E_NOT_READY', `the model failed to load: ${failure?.message ?? 'unknown error'}`);
@@ -111,6 +116,10 @@ export const inferencePlugin = fp<{ settings: Settings }>(
           } catch (e) {
             failure = e instanceof Error ? e : new Error(errorMessage(e));
             state = 'failed';
+            // A model that loaded but failed its warm-up still holds sessions or worker threads; onClose only
+            // disposes of what `loading` resolved to.
+            await engine?.dispose().catch(() => undefined);
+            engine = undefined;
             throw failure;
           }
           if (state === 'loading') state = 'ready';
@@ -140,9 +149,7 @@ export const inferencePlugin = fp<{ settings: Settings }>(
           );
         } catch (e) {
           reply.raw.off('close', gone);
-          if (!(e instanceof QueueFullError)) throw e;
-          metrics.rejected.inc({ reason: 'full' });
-          throw new HttpError(429, 'E_BUSY', e.message, { 'retry-after': String(e.retryAfter) });
+          throw e instanceof QueueFullError ? busy(e) : e;
         }
         const timer = setTimeout(
           () => controller.abort(new TimeoutReason(`no answer within ${settings.timeoutMs / 1000} s`)),
@@ -176,15 +183,13 @@ export const inferencePlugin = fp<{ settings: Settings }>(
     app.addHook('onRequest', async (request) => {
       const { config } = request.routeOptions;
       // Once shutdown began, new requests for the model are turned away (on connections kept alive from before).
-      if (state === 'closing' && config.model === true) throw notReady();
+      if (state === 'closing' && config.model === true) {
+        metrics.rejected.inc({ reason: 'closing' });
+        throw notReady();
+      }
       // A full queue refuses before the upload is read: parsing megabytes only to refuse them would slow the
       // server down exactly when it is overloaded. (Node discards the unread body; the connection stays usable.)
-      if (config.queued === true && queue.full) {
-        metrics.rejected.inc({ reason: 'full' });
-        throw new HttpError(429, 'E_BUSY', `the server is busy (${queue.waiting} images waiting); retry in ${queue.retryAfter()} s`, {
-          'retry-after': String(queue.retryAfter()),
-        });
-      }
+      if (config.queued === true && queue.full) throw busy(new QueueFullError(queue.retryAfter(), queue.waiting, queue.capacity));
     });
 
     // Keep-alive connections would otherwise hold the process open after the last in-flight answer.

@@ -114,7 +114,13 @@ export async function readInput<O extends { url?: string[]; name?: string }>(
       throw new HttpError(413, 'E_TOO_LARGE', `at most ${settings.maxFiles} images per request, got ${uploads.length + urls.length}`);
     }
     const limits = { allow: settings.allowUrlFetch, maxBytes: settings.maxUploadBytes, timeoutMs: settings.fetchTimeoutMs };
-    uploads.push(...(await Promise.all(urls.map((u) => fetchImage(u, limits)))));
+    // The first failure answers the request; the other fetches stop then, instead of downloading until their deadline.
+    const stop = new AbortController();
+    try {
+      uploads.push(...(await Promise.all(urls.map((u) => fetchImage(u, limits, stop.signal)))));
+    } finally {
+      stop.abort();
+    }
   }
   for (const upload of uploads) await checkImageHeader(upload, settings.maxPixels);
   return { uploads, options: merged };

@@ -33,7 +33,10 @@ function workerFile(): string {
   return built;
 }
 
-/** Options a worker can receive: no functions (progress callbacks), no class instances; the cache already filled. */
+/**
+ * Options a worker can receive: no functions (progress callback, logger) and no AbortSignal, which workerData's
+ * structured clone refuses; the cache already filled.
+ */
 async function workerOptions(model: ClipIqaOptions): Promise<ClipIqaOptions> {
   if (model.model instanceof StateDict) {
     throw new ClipIqaError('E_OPTION', 'the server loads its model in worker threads: give the model as a file, a registry name, a URL or bytes, not a StateDict');
@@ -44,7 +47,7 @@ async function workerOptions(model: ClipIqaOptions): Promise<ClipIqaOptions> {
   if (model.plus !== undefined && model.plus !== false && typeof model.plus !== 'object') {
     await resolveSource(typeof model.plus === 'string' ? model.plus : undefined, 'context', hub);
   }
-  const { onProgress: _progress, ...plainHub } = hub as typeof hub & { onProgress?: unknown };
+  const { onProgress: _progress, log: _log, signal: _signal, ...plainHub } = hub;
   return { ...model, hub: { ...plainHub, offline: true, quiet: true } };
 }
 

@@ -153,10 +153,11 @@ export class InferenceQueue {
 
   #settle(started: number, ok: boolean, report: () => void): void {
     const seconds = (performance.now() - started) / 1000;
-    // A moving average over roughly the last ten tasks: recent enough to follow a change of image sizes.
+    // A moving average over roughly the last ten tasks: recent enough to follow a change of image sizes. The
+    // first task's weight is 1, so its time replaces the initial guess.
     this.#finished++;
     const weight = Math.max(0.1, 1 / this.#finished);
-    this.#estimate = this.#finished === 1 ? seconds : this.#estimate * (1 - weight) + seconds * weight;
+    this.#estimate = this.#estimate * (1 - weight) + seconds * weight;
     this.#running--;
     this.#events.onDone?.(seconds, ok);
     report();

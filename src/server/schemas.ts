@@ -76,12 +76,15 @@ export const scoreQuery = {
   },
 } as const;
 
+/** Texts to embed, as `text=` options or a JSON body: the same limits either way. */
+const texts = repeatable('Also embed this text (repeatable).', 1000, 64);
+
 /** Options of POST /v1/embed. */
 export const embedQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    text: repeatable('Also embed this text (repeatable).', 1000, 64),
+    text: texts,
     positional,
     url: scoreQuery.properties.url,
     name: scoreQuery.properties.name,
@@ -92,9 +95,7 @@ export const embedQuery = {
 export const embedJsonBody = {
   type: 'object',
   additionalProperties: false,
-  properties: {
-    text: { type: 'array', items: { type: 'string', maxLength: 1000 }, maxItems: 64 },
-  },
+  properties: { text: texts },
 } as const;
 
 const scoreMap = {

@@ -9,7 +9,7 @@
  */
 import { type RadarAxis, radarSvg } from '../../report/radar.js';
 import { ApiError, createClient, limiter } from './api.js';
-import { type MapData, drawHeatmap, range } from './heatmap.js';
+import { type MapData, RAMP, drawHeatmap, range } from './heatmap.js';
 
 interface Attribute {
   readonly name: string;
@@ -173,19 +173,16 @@ async function ensure(item: Item): Promise<void> {
     item.state = 'done';
   } catch (e) {
     const error = e instanceof ApiError ? e : new ApiError(0, 'E_PAGE', String(e));
-    // A bad pair is the pair's fault, not the image's: drop the pair and say why.
-    if (error.code === 'E_PROMPT' || error.code === 'E_TOKENIZER') {
-      const bad = state.pairs.filter((p) => askPairs.includes(p));
-      if (bad.length > 0) {
-        state.pairs = state.pairs.filter((p) => !bad.includes(p));
-        renderPairs();
-        showMessage(`${bad.map((p) => p.name).join(', ')}: ${error.message}`, true);
-        item.busy = false;
-        void ensure(item);
-        return;
-      }
-    }
-    if (item.scores.size === 0) {
+    // A bad pair is the pair's fault, not the image's: drop the pair, say why, and ask again without it (below,
+    // once this request no longer counts as busy).
+    const bad = error.code === 'E_PROMPT' || error.code === 'E_TOKENIZER' ? state.pairs.filter((p) => askPairs.includes(p)) : [];
+    if (bad.length > 0) {
+      state.pairs = state.pairs.filter((p) => !bad.includes(p));
+      renderPairs();
+      renderControls();
+      showMessage(`${bad.map((p) => p.name).join(', ')}: ${error.message}`, true);
+      item.again = true;
+    } else if (item.scores.size === 0) {
       item.state = 'failed';
       item.error = error.message;
     } else {
@@ -287,7 +284,9 @@ function render(item: Item): void {
   const map = state.heat ? item.maps.get(state.heat) : undefined;
   if (map) {
     const { min, max } = range(map);
-    parts.push(el('div', { className: 'legend' }, el('span', { text: `${state.heat} ${min.toFixed(3)}` }), el('span', { className: 'ramp' }), el('span', { text: max.toFixed(3) })));
+    const ramp = el('span', { className: 'ramp' });
+    ramp.style.background = RAMP;
+    parts.push(el('div', { className: 'legend' }, el('span', { text: `${state.heat} ${min.toFixed(3)}` }), ramp, el('span', { text: max.toFixed(3) })));
   }
   body.replaceChildren(...parts);
   paintHeat(item);

@@ -27,6 +27,9 @@ const STOPS: readonly (readonly [number, number, number])[] = [
   [165, 0, 38],
 ];
 
+/** The scale as a CSS gradient, for the legend under a map. */
+export const RAMP = `linear-gradient(90deg, ${STOPS.map(([r, g, b]) => `rgb(${r}, ${g}, ${b})`).join(', ')})`;
+
 export function colour(t: number): readonly [number, number, number] {
   const x = Math.min(1, Math.max(0, t)) * (STOPS.length - 1);
   const i = Math.min(STOPS.length - 2, Math.floor(x));

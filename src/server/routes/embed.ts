@@ -1,8 +1,7 @@
 /** POST /v1/embed: CLIP features of images and texts, as `clip-iqa embed --json` prints them. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorMessage, isClipIqaError } from '../../errors.js';
 import type { PositionalMode } from '../../model/types.js';
-import { HttpError, toHttpError } from '../errors.js';
+import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
 import type { Engine } from '../options.js';
 import { embedJsonBody, embedQuery, embedResponse, inferenceErrors } from '../schemas.js';
@@ -57,8 +56,7 @@ export async function embedRoute(app: FastifyInstance): Promise<void> {
           const f = r.value as Float32Array;
           return { file, dim: f.length, features: vector(f) };
         }
-        const e = r.reason as unknown;
-        return { file, error: { code: isClipIqaError(e) ? e.code : 'E_INTERNAL', message: errorMessage(e) } };
+        return { file, error: rowError(r.reason) };
       });
       const textRows = textResult ? (textResult.value as Float32Array[]).map((f, i) => ({ text: texts[i]!, features: vector(f) })) : [];
       return { model: engine.name, positional, dim: engine.architecture.embedDim, images, texts: textRows };

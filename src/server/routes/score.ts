@@ -2,10 +2,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PLUS, type ImageScores, type ScoreOptions } from '../../api.js';
 import type { ImageRow } from '../../cli/output.js';
-import { errorMessage, isClipIqaError } from '../../errors.js';
 import { ENSEMBLE, ENSEMBLE_PAIRS } from '../../iqa/prompts.js';
 import type { PositionalMode } from '../../model/types.js';
-import { HttpError, toHttpError } from '../errors.js';
+import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
 import type { Engine } from '../options.js';
 import { inferenceErrors, scoreQuery, scoreResponse } from '../schemas.js';
@@ -44,10 +43,7 @@ function describePrompts(engine: Engine, plan: ReturnType<Engine['plan']>): Reco
 }
 
 function row(result: PromiseSettledResult<ImageScores>, file: string): Row {
-  if (result.status === 'rejected') {
-    const e = result.reason as unknown;
-    return { file, error: { code: isClipIqaError(e) ? e.code : 'E_INTERNAL', message: isClipIqaError(e) ? e.message : errorMessage(e) } };
-  }
+  if (result.status === 'rejected') return { file, error: rowError(result.reason) };
   const r = result.value;
   const scores = Object.fromEntries(Object.entries(r.scores).map(([k, v]) => [k, round(v, 6)]));
   const out: Row = { file, width: r.width, height: r.height, scores };
