@@ -11,7 +11,7 @@ import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
 import { type HubOptions, resolveSource } from './hub/resolve.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
-import { type LearnedContext, type LearnedPrompts, PLUS_CLASSNAMES, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
+import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
 import {
   type Attribute,
   DEFAULT_ATTRIBUTES,
@@ -34,8 +34,7 @@ import { type ClipArchitecture, describeArchitecture } from './weights/architect
 import { loadCheckpoint } from './weights/load.js';
 import { StateDict } from './weights/state-dict.js';
 
-/** The key under which the CLIP-IQA+ score is reported. */
-export const PLUS = 'clipiqa+';
+export { PLUS };
 
 export interface ClipIqaOptions {
   /**
@@ -207,12 +206,15 @@ export class ClipIqa {
   readonly context: LearnedContext | undefined;
   readonly #options: ClipIqaOptions;
   readonly #text: TextFeatureCache;
+  /** The CLIP-IQA+ prompts, built at load (so that a context that does not fit the model fails there). */
+  readonly #plusPrompts: LearnedPrompts | undefined;
   #plusFeatures: Promise<Features> | undefined;
 
-  private constructor(encoder: ClipEncoder, tokenizer: Tokenizer, context: LearnedContext | undefined, name: string, options: ClipIqaOptions) {
+  private constructor(encoder: ClipEncoder, tokenizer: Tokenizer, plus: { context: LearnedContext; prompts: LearnedPrompts } | undefined, name: string, options: ClipIqaOptions) {
     this.encoder = encoder;
     this.tokenizer = tokenizer;
-    this.context = context;
+    this.context = plus?.context;
+    this.#plusPrompts = plus?.prompts;
     this.name = name;
     this.#options = options;
     this.#text = new TextFeatureCache(encoder, tokenizer);
@@ -240,15 +242,12 @@ export class ClipIqa {
     const precision = options.precision ?? options.runtime?.precision;
     const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}) });
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
-    if (context) {
-      // Built once here so a context that does not fit the model fails at load, not at the first image.
-      buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width);
-    }
+    const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, context, name, { ...options, plusPositional: options.plusPositional ?? trainedWith });
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, plusPositional: options.plusPositional ?? trainedWith });
   }
 
   get architecture(): ClipArchitecture {
@@ -276,7 +275,7 @@ export class ClipIqa {
   async score(input: ImageSource, options: ScoreOptions = {}): Promise<ImageScores> {
     const plan = this.plan(options);
     const prepared = await this.#prepare(input, options.decode);
-    return this.#scorePrepared(prepared, plan);
+    return (await this.#scoreGroup([prepared], plan))[0]!;
   }
 
   /**
@@ -290,6 +289,8 @@ export class ClipIqa {
     const batch = plan.maps.length > 0 ? 1 : Math.max(1, Math.floor(options.batch ?? 1));
     // Decoding keeps a whole batch ahead, so that the next batch decodes while this one runs.
     const ahead = Math.max(1, Math.floor(options.concurrency ?? 2), 2 * batch);
+    // Merged as #prepare merges them, so that a failed image is named as a decoded one would be.
+    const decode = { ...this.#options.decode, ...options.decode };
     const queue: { source: string; prepared: Promise<Prepared> }[] = [];
     let index = 0;
     const take = async function* () {
@@ -304,46 +305,51 @@ export class ClipIqa {
           done = true;
           break;
         }
-        const prepared = this.#prepare(next.value, options.decode);
+        const prepared = this.#prepare(next.value, decode);
         prepared.catch(() => undefined); // surfaced when its turn comes
-        queue.push({ source: sourceName(next.value, options.decode), prepared });
+        queue.push({ source: sourceName(next.value, decode), prepared });
       }
     };
-    await fill();
-    while (queue.length > 0) {
-      const item = queue.shift()!;
+    try {
       await fill();
-      let first: Prepared;
-      try {
-        first = await item.prepared;
-      } catch (e) {
-        yield { ok: false, index: index++, source: item.source, error: asClipIqaError(e, item.source) };
-        continue;
-      }
-      // The following images join the batch while they decode fine and have the same size and depth.
-      const group = [first];
-      while (group.length < batch && queue.length > 0) {
-        const next = await queue[0]!.prepared.catch(() => undefined);
-        if (!next || !sameShape(next.image, first.image)) break;
-        queue.shift();
+      while (queue.length > 0) {
+        const item = queue.shift()!;
         await fill();
-        group.push(next);
-      }
-      let results: (ImageScores | ClipIqaError)[];
-      try {
-        results = await this.#scoreGroup(group, plan);
-      } catch (e) {
-        // A batch that fails as a whole is retried image by image, so that the failure is laid at the right door.
-        if (group.length === 1) results = [asClipIqaError(e, first.source)];
-        else {
-          results = [];
-          for (const g of group) results.push(await this.#scoreGroup([g], plan).then((r) => r[0]!, (err: unknown) => asClipIqaError(err, g.source)));
+        let first: Prepared;
+        try {
+          first = await item.prepared;
+        } catch (e) {
+          yield { ok: false, index: index++, source: item.source, error: asClipIqaError(e, item.source) };
+          continue;
+        }
+        // The following images join the batch while they decode fine and have the same size and depth.
+        const group = [first];
+        while (group.length < batch && queue.length > 0) {
+          const next = await queue[0]!.prepared.catch(() => undefined);
+          if (!next || !sameShape(next.image, first.image)) break;
+          queue.shift();
+          await fill();
+          group.push(next);
+        }
+        let results: (ImageScores | ClipIqaError)[];
+        try {
+          results = await this.#scoreGroup(group, plan);
+        } catch (e) {
+          // A batch that fails as a whole is retried image by image, so that the failure is laid at the right door.
+          if (group.length === 1) results = [asClipIqaError(e, first.source)];
+          else {
+            results = [];
+            for (const g of group) results.push(await this.#scoreGroup([g], plan).then((r) => r[0]!, (err: unknown) => asClipIqaError(err, g.source)));
+          }
+        }
+        for (const [i, r] of results.entries()) {
+          if (r instanceof ClipIqaError) yield { ok: false, index: index++, source: group[i]!.source, error: r };
+          else yield { ok: true, index: index++, ...r };
         }
       }
-      for (const [i, r] of results.entries()) {
-        if (r instanceof ClipIqaError) yield { ok: false, index: index++, source: group[i]!.source, error: r };
-        else yield { ok: true, index: index++, ...r };
-      }
+    } finally {
+      // A consumer that stops early closes the inputs too (their own `finally`, an open file).
+      await iterator.return(undefined);
     }
   }
 
@@ -355,10 +361,6 @@ export class ClipIqa {
     } catch (e) {
       throw asClipIqaError(e, source);
     }
-  }
-
-  async #scorePrepared(prepared: Prepared, plan: ScorePlan): Promise<ImageScores> {
-    return (await this.#scoreGroup([prepared], plan))[0]!;
   }
 
   /** Scores same-size images in one pass of the image tower (per positional mode); maps only for a single image. */
@@ -411,14 +413,7 @@ export class ClipIqa {
 
   #learnedFeatures(): Promise<Features> {
     if (!this.#plusFeatures) {
-      const context = this.context!;
-      const prompts: LearnedPrompts = buildLearnedPrompts(
-        context,
-        this.tokenizer,
-        (ids) => this.encoder.tokenEmbeddings(ids),
-        this.architecture.text.width,
-        PLUS_CLASSNAMES,
-      );
+      const prompts = this.#plusPrompts!;
       this.#plusFeatures = this.encoder.encodeEmbeddings(prompts.embeddings, prompts.classnames.length, prompts.eot);
       this.#plusFeatures.catch(() => (this.#plusFeatures = undefined));
     }
@@ -429,10 +424,11 @@ export class ClipIqa {
 
   /** The image's CLIP features (embedDim floats, not normalised). */
   async embedImage(input: ImageSource, options: { positional?: PositionalMode; decode?: DecodeOptions } = {}): Promise<Float32Array> {
+    // A bad mode is the call's fault, found before decoding, as score() finds it.
+    const mode = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
     const { source, image } = await this.#prepare(input, options.decode);
     try {
       const pixels = await this.encoder.normalize([image]);
-      const mode = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
       return (await this.encoder.encodeImages(pixels, mode)).data;
     } catch (e) {
       throw asClipIqaError(e, source);

@@ -8,7 +8,7 @@ import { ClipIqa, PLUS } from '../src/api.js';
 import { denseScoreMaps } from '../src/iqa/dense.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
-import { MODELS, VOCAB, fixture } from './helpers/shared.js';
+import { MODELS, VOCAB, deviation, fixture } from './helpers/shared.js';
 
 interface Expected {
   images: string[];
@@ -31,20 +31,9 @@ const FORMATS = [
 
 function expectClose(actual: Float32Array, expected: Float32Array) {
   expect(actual.length).toBe(expected.length);
-  let maxAbs = 0;
-  let maxDiff = 0;
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(expected[i]!));
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
-    dot += actual[i]! * expected[i]!;
-    na += actual[i]! ** 2;
-    nb += expected[i]! ** 2;
-  }
-  expect(maxDiff).toBeLessThanOrEqual(2e-4 * maxAbs);
-  expect(dot / Math.sqrt(na * nb)).toBeGreaterThanOrEqual(0.99999);
+  const { maxDiff, maxRef, cosine } = deviation(actual, expected);
+  expect(maxDiff).toBeLessThanOrEqual(2e-4 * maxRef);
+  expect(cosine).toBeGreaterThanOrEqual(0.99999);
 }
 
 for (const model of MODELS) {

@@ -135,6 +135,15 @@ describe('clip-iqa score', () => {
     expect(code).not.toBe(null);
   });
 
+  it('takes an image after --plus for an image, also when it is the only one', async () => {
+    // Offline with an empty cache: the run stops at the official context, which proves that --plus got no file.
+    const cache = mkdtempSync(join(tmpdir(), 'clip-iqa-cache-'));
+    const r = await runCli([...BASE, '--offline', '--cache-dir', cache, '-a', 'quality', '--plus', join(dir, 'rocket.jpg')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(/missing required argument/);
+    expect(r.stderr).toMatch(/the CLIP-IQA\+ context clipiqa\+ is not in the cache/);
+  });
+
   it('rejects bad usage with exit status 2 and a clear message', async () => {
     const unknown = await runCli([...BASE, '-a', 'qualty', join(dir, 'rocket.jpg')]);
     expect(unknown.code).toBe(2);
@@ -167,6 +176,12 @@ describe('clip-iqa embed, prompts, models', () => {
     expect(doc.dim).toBe(64);
     doc.images[0].features.forEach((v: number, i: number) => expect(v).toBeCloseTo(want[i]!, 5));
     doc.texts[0].features.forEach((v: number, i: number) => expect(v).toBeCloseTo(text[i]!, 5));
+  });
+
+  it('embed checks its output file before loading the model', async () => {
+    const r = await runCli(['embed', ...BASE, '-o', '/nonexistent-dir/features.json', fixture('images', 'img1-96x80-rgb.png')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cannot write the features \/nonexistent-dir\/features\.json: the directory \/nonexistent-dir does not exist/);
   });
 
   it('prompts lists every attribute with its polarity', async () => {

@@ -6,7 +6,7 @@ import type { PixelBatch, PositionalMode } from '../src/model/types.js';
 import { loadCheckpoint } from '../src/weights/load.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
-import { type FixtureModel, fixture } from './helpers/shared.js';
+import { type FixtureModel, deviation, fixture } from './helpers/shared.js';
 
 // Parity of the ONNX towers with the PyTorch reference (ref/clipref.py) on the tiny fixtures.
 // Tolerances from shared/README.md: max |Δ| ≤ 2e-4·max|expected| and cosine ≥ 0.99999.
@@ -31,22 +31,8 @@ const deviations: Deviation[] = [];
 function expectClose(group: string, item: string, actual: Float32Array, expected: Float32Array): void {
   const check = `${group} ${item}`;
   expect(actual.length, check).toBe(expected.length);
-  let maxDiff = 0;
-  let maxRef = 0;
-  let dot = 0;
-  let na = 0;
-  let ne = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    maxDiff = Math.max(maxDiff, Math.abs(a - e));
-    maxRef = Math.max(maxRef, Math.abs(e));
-    dot += a * e;
-    na += a * a;
-    ne += e * e;
-  }
+  const { maxDiff, maxRef, cosine } = deviation(actual, expected);
   const relMax = maxDiff / maxRef;
-  const cosine = dot / Math.sqrt(na * ne);
   deviations.push({ group, relMax, cosine });
   expect(relMax, `${check}: max |Δ| / max |expected|`).toBeLessThanOrEqual(2e-4);
   expect(cosine, `${check}: cosine`).toBeGreaterThanOrEqual(0.99999);

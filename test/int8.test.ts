@@ -13,24 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipIqa } from '../src/api.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
-import { MODELS, VOCAB, fixture } from './helpers/shared.js';
+import { MODELS, VOCAB, deviation, fixture } from './helpers/shared.js';
 
 const TOLERANCE = {
   'tiny-rn': { cosine: 0.99, score: 0.06 },
   'tiny-vit': { cosine: 0.999, score: 0.01 },
 } as const;
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! ** 2;
-    nb += b[i]! ** 2;
-  }
-  return dot / Math.sqrt(na * nb);
-}
+const cosine = (a: Float32Array, b: Float32Array): number => deviation(a, b).cosine;
 
 interface Expected {
   images: string[];

@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipIqa } from '../src/api.js';
-import type { ImageRow, RunHeader } from '../src/cli/output.js';
+import { type ImageRow, type RunHeader, imageRow, runHeader } from '../src/cli/output.js';
 import { isClipIqaError } from '../src/errors.js';
 import { ATTRIBUTES, ATTRIBUTE_SETS, ENSEMBLE, ENSEMBLE_PAIRS } from '../src/iqa/prompts.js';
 import { commonFolder, renderReport, writeReport } from '../src/report/html.js';
@@ -554,18 +554,10 @@ describe('report end to end with the fixture model', () => {
     const iqa = await ClipIqa.load({ model, vocab: VOCAB });
     try {
       // As src/cli/score.ts builds its header and rows.
-      const plan = iqa.plan({});
-      const header: RunHeader = {
-        model: iqa.name,
-        positional: plan.positional,
-        prompts: Object.fromEntries(plan.pairs.map((p) => [p.name, [p.positive, p.negative]])),
-        names: plan.pairs.map((p) => p.name),
-      };
+      const header = runHeader(iqa, iqa.plan({}));
       const inputs = [...images, join(dir, 'missing.png')];
       const rows: ImageRow[] = [];
-      for await (const r of iqa.scoreMany(inputs)) {
-        rows.push(r.ok ? { file: inputs[r.index]!, width: r.width, height: r.height, scores: r.scores } : { file: inputs[r.index]!, error: { code: r.error.code, message: r.error.message } });
-      }
+      for await (const r of iqa.scoreMany(inputs)) rows.push(imageRow(inputs[r.index]!, r));
       const target = join(dir, 'api.html');
       const info = await writeReport(target, { header, rows });
       expect(info).toMatchObject({ scored: 3, failed: 1 });

@@ -47,6 +47,43 @@ describe('scoreMany with batch', () => {
   });
 });
 
+describe('scoreMany inputs', () => {
+  it('closes the inputs when the consumer stops early', async () => {
+    const iqa = await ClipIqa.load({ model: fixture('tiny-rn', 'model.safetensors'), vocab: VOCAB, featureCache: false });
+    let closed = false;
+    const inputs = async function* () {
+      try {
+        for (let i = 0; i < 10; i++) yield img('img0-64x64-rgb.png');
+      } finally {
+        closed = true;
+      }
+    };
+    try {
+      for await (const r of iqa.scoreMany(inputs(), { attributes: 'quality' })) {
+        expect(r.ok).toBe(true);
+        break;
+      }
+      expect(closed).toBe(true);
+    } finally {
+      await iqa.dispose();
+    }
+  });
+
+  it("names a failed input as a scored one is named, by the instance's decode options too", async () => {
+    const iqa = await ClipIqa.load({ model: fixture('tiny-rn', 'model.safetensors'), vocab: VOCAB, featureCache: false, decode: { name: 'upload' } });
+    try {
+      const results: BatchResult[] = [];
+      for await (const r of iqa.scoreMany([readFileSync(img('img0-64x64-rgb.png')), new Uint8Array([1, 2, 3, 4])], { attributes: 'quality' })) results.push(r);
+      expect(results.map((r) => [r.ok, r.source])).toEqual([
+        [true, 'upload'],
+        [false, 'upload'],
+      ]);
+    } finally {
+      await iqa.dispose();
+    }
+  });
+});
+
 describe('on-disk feature cache', () => {
   let dir: string;
   beforeAll(() => {

@@ -1,8 +1,10 @@
-import { createWriteStream } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { ClipIqa } from '../api.js';
+import { ClipIqaError } from '../errors.js';
+import { checkWritableFile } from '../util/output-file.js';
 import { expandInputs, inputName, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
+import { featureVector, openOutput } from './output.js';
 
 interface EmbedFlags extends ModelFlags {
   text: string[];
@@ -34,44 +36,41 @@ export function embedCommand(program: Command): Command {
   });
 }
 
-const vector = (f: Float32Array) => Array.from(f, (v) => Math.round(v * 1e7) / 1e7);
-
 async function runEmbed(args: string[], flags: EmbedFlags): Promise<number> {
   if (args.length === 0 && flags.text.length === 0) throw new Error('nothing to embed: give images and/or --text');
+  // As `score`: the output path is checked before the model loads.
+  if (flags.output) await checkWritableFile(flags.output, 'the features', 'features.json');
   const items = await expandInputs(args);
   const iqa = await ClipIqa.load(clipIqaOptions(flags));
-  const out = flags.output ? createWriteStream(flags.output) : process.stdout;
-  const jsonl = flags.format === 'jsonl';
-  let failed = 0;
   try {
+    const output = openOutput(flags.output, 'the features');
+    const write = (entry: object) => output.stream.write(`${JSON.stringify(entry)}\n`);
+    const jsonl = flags.format === 'jsonl';
+    let failed = 0;
     const images: object[] = [];
     for (const item of items) {
       const file = inputName(item);
       let entry: object;
       try {
-        if (item.kind === 'missing') throw new Error(item.reason);
-        const source = item.kind === 'stdin' ? await readStdin() : item.path;
-        const features = await iqa.embedImage(source);
-        entry = { file, dim: features.length, features: vector(features) };
+        if (item.kind === 'missing') throw new ClipIqaError('E_NOT_FOUND', item.reason);
+        const features = await iqa.embedImage(item.kind === 'stdin' ? await readStdin() : item.path);
+        entry = { file, dim: features.length, features: featureVector(features) };
       } catch (e) {
         failed++;
         const err = e as Error & { code?: string };
         entry = { file, error: { code: err.code ?? 'E_NOT_FOUND', message: err.message } };
         if (!flags.quiet) process.stderr.write(`clip-iqa: ${err.message}\n`);
       }
-      if (jsonl) out.write(`${JSON.stringify(entry)}\n`);
+      if (jsonl) write(entry);
       else images.push(entry);
     }
     const texts = flags.text.length > 0 ? await iqa.embedText(flags.text) : [];
-    const textEntries = flags.text.map((text, i) => ({ text, features: vector(texts[i]!) }));
-    if (jsonl) for (const t of textEntries) out.write(`${JSON.stringify(t)}\n`);
-    else {
-      const doc = { model: iqa.name, positional: flags.positional ?? 'none', dim: iqa.architecture.embedDim, images, texts: textEntries };
-      out.write(`${JSON.stringify(doc)}\n`);
-    }
+    const textEntries = flags.text.map((text, i) => ({ text, features: featureVector(texts[i]!) }));
+    if (jsonl) textEntries.forEach(write);
+    else write({ model: iqa.name, positional: flags.positional ?? 'none', dim: iqa.architecture.embedDim, images, texts: textEntries });
+    await output.close();
+    return failed > 0 ? 1 : 0;
   } finally {
-    if (out !== process.stdout) await new Promise<void>((resolve) => (out as NodeJS.WritableStream).end(resolve));
     await iqa.dispose();
   }
-  return failed > 0 ? 1 : 0;
 }

@@ -44,7 +44,7 @@ export async function expandInputs(args: readonly string[]): Promise<InputItem[]
     } else if (info) {
       add({ kind: 'file', path: arg });
     } else if (isDynamicPattern(arg)) {
-      const files = (await glob(arg, { caseSensitiveMatch: false, onlyFiles: true })).filter((f) => IMAGE_RE.test(f)).sort();
+      const files = (await glob(arg, { caseSensitiveMatch: false, onlyFiles: true })).filter(isImageName).sort();
       if (files.length === 0) add({ kind: 'missing', arg, reason: `the pattern ${arg} matches no images` });
       for (const f of files) add({ kind: 'file', path: f });
     } else {

@@ -2,10 +2,12 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { ClipIqaOptions } from '../api.js';
 import { createProgressBar } from '../hub/progress.js';
+import type { HubOptions } from '../hub/resolve.js';
 import { ALPHA_MODES, type DecodeOptions, ICC_MODES, ORIENTATION_MODES, type ResizePolicy } from '../image/decode.js';
 import type { NoisinessPolarity } from '../iqa/prompts.js';
 import { POSITIONAL_MODES, type PositionalMode } from '../model/types.js';
 import { PRECISIONS, type Precision } from '../runtime/options.js';
+import { isImageName } from './inputs.js';
 
 export interface ModelFlags {
   model?: string;
@@ -47,8 +49,27 @@ export function parseResize(value: string): ResizePolicy {
   return m[1] && /^short/i.test(m[1]) ? { shorterSide: n, upscale } : { maxSide: n, upscale };
 }
 
+/**
+ * `--plus photo.jpg`: commander gives an optional value the next argument, so the first image would be read as a
+ * context file. Contexts are never images: an image-named value goes back in front of the command's arguments
+ * before commander counts them, so that `clip-iqa --plus photo.jpg` has its one image.
+ */
+function plusTakesNoImage(cmd: Command): Command {
+  const parseOptions = cmd.parseOptions.bind(cmd);
+  cmd.parseOptions = (argv) => {
+    const parsed = parseOptions(argv);
+    const plus: unknown = cmd.getOptionValue('plus');
+    if (typeof plus === 'string' && isImageName(plus)) {
+      cmd.setOptionValue('plus', true);
+      parsed.operands.unshift(plus);
+    }
+    return parsed;
+  };
+  return cmd;
+}
+
 export function addModelOptions(cmd: Command): Command {
-  return cmd
+  return plusTakesNoImage(cmd)
     .option('-m, --model <model>', 'CLIP checkpoint: registry name (RN50, ViT-B/32, …), file, or URL#sha256=…', 'RN50')
     .option('--vocab <vocab>', 'CLIP BPE vocabulary: file, URL or registry name (default: fetched with the model)')
     .option('--plus [context]', 'add the CLIP-IQA+ score with a learned context: registry name (default clipiqa+), file or URL')
@@ -81,8 +102,13 @@ export function decodeOptions(flags: ModelFlags): DecodeOptions {
   };
 }
 
-export function clipIqaOptions(flags: ModelFlags): ClipIqaOptions {
+/** Where and how files are fetched, with a progress bar on a terminal (every command that may download). */
+export function hubOptions(flags: Pick<ModelFlags, 'cacheDir' | 'offline' | 'mirror' | 'quiet'>): HubOptions {
   const bar = createProgressBar({ quiet: flags.quiet });
+  return { cacheDir: flags.cacheDir, offline: flags.offline, mirror: flags.mirror, quiet: flags.quiet, onProgress: bar.active ? bar.update : undefined };
+}
+
+export function clipIqaOptions(flags: ModelFlags): ClipIqaOptions {
   return {
     model: flags.model,
     vocab: flags.vocab,
@@ -92,12 +118,6 @@ export function clipIqaOptions(flags: ModelFlags): ClipIqaOptions {
     decode: decodeOptions(flags),
     precision: flags.precision,
     runtime: flags.threads ? { threads: flags.threads } : {},
-    hub: {
-      cacheDir: flags.cacheDir,
-      offline: flags.offline,
-      mirror: flags.mirror,
-      quiet: flags.quiet,
-      onProgress: bar.active ? bar.update : undefined,
-    },
+    hub: hubOptions(flags),
   };
 }

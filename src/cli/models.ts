@@ -1,19 +1,11 @@
 import type { Command } from 'commander';
 import { describeArchitecture } from '../weights/architecture.js';
-import { type HubOptions, cachePath, createProgressBar, formatBytes, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+import { cachePath, formatBytes, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+import { type ModelFlags, hubOptions } from './model-options.js';
 
-interface HubFlags {
-  cacheDir?: string;
-  offline?: boolean;
-  mirror?: string;
-  quiet?: boolean;
+interface HubFlags extends Pick<ModelFlags, 'cacheDir' | 'offline' | 'mirror' | 'quiet'> {
   json?: boolean;
   force?: boolean;
-}
-
-function hubOptions(flags: HubFlags): HubOptions {
-  const bar = createProgressBar({ quiet: flags.quiet });
-  return { cacheDir: flags.cacheDir, offline: flags.offline, mirror: flags.mirror, quiet: flags.quiet, onProgress: bar.active ? bar.update : undefined };
 }
 
 const hubFlags = (cmd: Command): Command =>

@@ -9,6 +9,12 @@
  * ImageRow = {"file", "width", "height", "scores": {name: number}} or {"file", "error": {"code", "message"}}.
  */
 
+import { createWriteStream } from 'node:fs';
+import type { BatchResult, ScorePlan } from '../api.js';
+import { PLUS } from '../iqa/plus.js';
+import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
+import { outputError } from '../util/output-file.js';
+
 export const FORMATS = ['table', 'json', 'jsonl', 'csv'] as const;
 export type OutputFormat = (typeof FORMATS)[number];
 
@@ -23,6 +29,32 @@ export interface RunHeader {
   readonly prompts: Readonly<Record<string, readonly string[] | readonly (readonly string[])[] | string>>;
   /** Score names in column order. */
   readonly names: readonly string[];
+}
+
+/**
+ * What a run reports: model, positional mode, and each score name with its prompts, in the order `plan` scores
+ * them (for the formats, the report and the server's answers alike).
+ */
+export function runHeader(model: { readonly name: string; readonly context?: { readonly source: string } }, plan: ScorePlan): RunHeader {
+  const prompts: Record<string, RunHeader['prompts'][string]> = {};
+  // Names in their own array: an object lists integer-like keys ("1=Good|Bad") first, not in insertion order.
+  const names: string[] = [];
+  const add = (name: string, what: RunHeader['prompts'][string]) => {
+    prompts[name] = what;
+    names.push(name);
+  };
+  for (const p of plan.pairs) add(p.name, [p.positive, p.negative]);
+  if (plan.ensemble) add(ENSEMBLE, ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]));
+  if (plan.plus) add(PLUS, `learned context ${model.context?.source ?? ''} (Good photo. | Bad photo.)`);
+  return { model: model.name, positional: plan.positional, prompts, names };
+}
+
+/** Features as reported (`clip-iqa embed`): seven decimals, about what float32 carries. */
+export const featureVector = (f: Float32Array): number[] => Array.from(f, (v) => Math.round(v * 1e7) / 1e7);
+
+/** The row of one `scoreMany` result. */
+export function imageRow(file: string, r: BatchResult): ImageRow {
+  return r.ok ? { file, width: r.width, height: r.height, scores: r.scores } : { file, error: { code: r.error.code, message: r.error.message } };
 }
 
 export interface Summary {
@@ -53,7 +85,7 @@ export function createFormatter(format: OutputFormat, header: RunHeader, options
 }
 
 /** Scores are reported to 1e-6: the fixtures pin them to 1e-4 and nobody reads further. */
-function roundRow(row: ImageRow): ImageRow {
+export function roundRow(row: ImageRow): ImageRow {
   if ('error' in row) return row;
   return { ...row, scores: Object.fromEntries(Object.entries(row.scores).map(([k, v]) => [k, Math.round(v * 1e6) / 1e6])) };
 }
@@ -137,4 +169,26 @@ export function sortRows(rows: ImageRow[], by: string): ImageRow[] {
     .map((r, i) => ({ r, i }))
     .sort((a, b) => value(b.r) - value(a.r) || a.i - b.i)
     .map((x) => x.r);
+}
+
+/** Where a command's output goes: standard output, or a file. */
+export interface Output {
+  readonly stream: NodeJS.WritableStream;
+  /** Ends a file and throws E_OUTPUT if any write to it failed (standard output stays open). */
+  close(): Promise<void>;
+}
+
+/** `path`'s stream, whose write errors (a full disk) end the run with a message at `close` instead of crashing it. */
+export function openOutput(path: string | undefined, what: string): Output {
+  if (path === undefined) return { stream: process.stdout, close: async () => undefined };
+  const stream = createWriteStream(path);
+  let failure: Error | undefined;
+  stream.on('error', (e: Error) => (failure ??= e));
+  return {
+    stream,
+    async close() {
+      await new Promise<void>((resolve) => stream.end(() => resolve()));
+      if (failure) throw outputError(what, path, failure.message, failure);
+    },
+  };
 }

@@ -1,14 +1,12 @@
-import { createWriteStream } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { ClipIqa, PLUS, type ScoreOptions, type ScorePlan } from '../api.js';
+import { ClipIqa, type ScoreOptions } from '../api.js';
 import { ClipIqaError } from '../errors.js';
 import type { ImageSource } from '../image/decode.js';
-import { ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
-import { expandInputs, inputName, isImageName, readStdin } from './inputs.js';
+import { expandInputs, inputName, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions, positiveInt } from './model-options.js';
-import { FORMATS, type ImageRow, type OutputFormat, type RunHeader, createFormatter, sortRows } from './output.js';
+import { FORMATS, type ImageRow, type OutputFormat, createFormatter, imageRow, openOutput, runHeader, sortRows } from './output.js';
 import { checkReportPath, writeReport } from '../report/html.js';
-import { checkWritableFile, outputError } from '../util/output-file.js';
+import { checkWritableFile } from '../util/output-file.js';
 import { BatchProgress } from './progress.js';
 
 interface ScoreFlags extends ModelFlags {
@@ -55,11 +53,6 @@ Examples:
 Exit status: 0 when every image was scored, 1 when some failed (reported, the batch goes on), 2 on bad usage.`,
   );
   return cmd.action(async (images: string[], flags: ScoreFlags) => {
-    // `--plus photo.jpg` would take the photo as the context file; contexts are never images, so give it back.
-    if (typeof flags.plus === 'string' && isImageName(flags.plus)) {
-      images = [flags.plus, ...images];
-      flags.plus = true;
-    }
     process.exitCode = await runScore(images, flags);
   });
 }
@@ -74,64 +67,41 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
   const iqa = await ClipIqa.load(clipIqaOptions(flags));
   try {
     const options: ScoreOptions = { attributes: flags.attributes, prompts: flags.prompt, ensemble: flags.ensemble };
-    const plan = iqa.plan(options);
-    if (flags.sort) {
-      const names = [...plan.pairs.map((p) => p.name), ...(plan.ensemble ? [ENSEMBLE] : []), ...(plan.plus ? [PLUS] : [])];
-      if (!names.includes(flags.sort)) {
-        throw new ClipIqaError('E_OPTION', `--sort ${flags.sort}: not among the scores of this run (${names.join(', ')})`);
-      }
+    const header = runHeader(iqa, iqa.plan(options));
+    if (flags.sort && !header.names.includes(flags.sort)) {
+      throw new ClipIqaError('E_OPTION', `--sort ${flags.sort}: not among the scores of this run (${header.names.join(', ')})`);
     }
-    const header = runHeader(iqa, plan);
-    const out = flags.output ? createWriteStream(flags.output) : process.stdout;
-    let writeFailure: Error | undefined;
-    // A disk that fills up mid-run must end the run with a message, not crash it with an unhandled 'error' event.
-    if (out !== process.stdout) out.on('error', (e: Error) => (writeFailure ??= e));
+    const output = openOutput(flags.output, 'the results');
     const color = !flags.output && process.stdout.isTTY === true && !process.env.NO_COLOR;
     const fileWidth = Math.max(5, ...items.map((i) => inputName(i).length));
     const formatter = createFormatter(format, header, { color, fileWidth });
     const progress = new BatchProgress(items.length, { quiet: flags.quiet });
     const buffered = flags.sort !== undefined || flags.report !== undefined;
     const rows: ImageRow[] = [];
-    const emit = (text: string) => text && progress.log(out, text);
+    const emit = (text: string) => text && progress.log(output.stream, text);
     let failed = 0;
+    const add = (row: ImageRow) => {
+      if ('error' in row) failed++;
+      progress.tick(!('error' in row));
+      if (buffered) rows.push(row);
+      if (!flags.sort) emit(formatter.row(row));
+      if ('error' in row && format !== 'table' && !flags.quiet) progress.log(process.stderr, `clip-iqa: ${row.error.message}\n`);
+    };
 
     // Arguments that named nothing are reported first; the batch goes on with the rest.
+    for (const item of items) if (item.kind === 'missing') add({ file: item.arg, error: { code: 'E_NOT_FOUND', message: item.reason } });
     const present = items.filter((item) => item.kind !== 'missing');
-    for (const item of items) {
-      if (item.kind !== 'missing') continue;
-      const row: ImageRow = { file: item.arg, error: { code: 'E_NOT_FOUND', message: item.reason } };
-      failed++;
-      progress.tick(false);
-      if (buffered) rows.push(row);
-      if (!flags.sort) emit(formatter.row(row));
-      if (format !== 'table' && !flags.quiet) progress.log(process.stderr, `clip-iqa: ${item.reason}\n`);
-    }
     const sources = async function* (): AsyncGenerator<ImageSource> {
-      for (const item of present) yield item.kind === 'stdin' ? await readStdin() : (item as { path: string }).path;
+      for (const item of present) yield item.kind === 'stdin' ? await readStdin() : item.path;
     };
-    let i = 0;
-    for await (const r of iqa.scoreMany(sources(), { ...options, batch: flags.batch })) {
-      const file = inputName(present[i++]!);
-      const row: ImageRow = r.ok
-        ? { file, width: r.width, height: r.height, scores: r.scores }
-        : { file, error: { code: r.error.code, message: r.error.message } };
-      if (!r.ok) failed++;
-      progress.tick(r.ok);
-      if (buffered) rows.push(row);
-      if (!flags.sort) emit(formatter.row(row));
-      if (!r.ok && format !== 'table' && !flags.quiet) progress.log(process.stderr, `clip-iqa: ${r.error.message}\n`);
-    }
+    for await (const r of iqa.scoreMany(sources(), { ...options, batch: flags.batch })) add(imageRow(inputName(present[r.index]!), r));
     progress.end();
     if (flags.sort) for (const row of sortRows(rows, flags.sort)) emit(formatter.row(row));
     const seconds = (Date.now() - started) / 1000;
     emit(formatter.end({ images: items.length, failed, seconds: Math.round(seconds * 1000) / 1000 }));
-    if (flags.report) {
-      await writeReport(flags.report, { header, rows: flags.sort ? sortRows(rows, flags.sort) : rows, sortBy: flags.sort });
-    }
-    if (out !== process.stdout) {
-      await new Promise<void>((resolve) => (out as NodeJS.WritableStream).end(() => resolve()));
-      if (writeFailure) throw outputError('the results', flags.output!, writeFailure.message, writeFailure);
-    }
+    // The report orders its cards by the same key itself.
+    if (flags.report) await writeReport(flags.report, { header, rows, sortBy: flags.sort });
+    await output.close();
     if (!flags.quiet && process.stderr.isTTY) {
       const rate = items.length / Math.max(seconds, 1e-3);
       process.stderr.write(`${items.length - failed} scored, ${failed} failed in ${seconds.toFixed(1)} s (${rate.toFixed(2)} images/s)\n`);
@@ -140,23 +110,4 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
   } finally {
     await iqa.dispose();
   }
-}
-
-/** What a run reports: model, positional mode, and each score name with its prompts (shared with the report and server). */
-export function runHeader(iqa: ClipIqa, plan: ScorePlan): RunHeader {
-  const prompts: Record<string, RunHeader['prompts'][string]> = {};
-  const names: string[] = [];
-  for (const p of plan.pairs) {
-    prompts[p.name] = [p.positive, p.negative];
-    names.push(p.name);
-  }
-  if (plan.ensemble) {
-    prompts[ENSEMBLE] = ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]);
-    names.push(ENSEMBLE);
-  }
-  if (plan.plus) {
-    prompts[PLUS] = `learned context ${iqa.context?.source ?? ''} (Good photo. | Bad photo.)`;
-    names.push(PLUS);
-  }
-  return { model: iqa.name, positional: plan.positional, prompts, names };
 }

@@ -24,6 +24,9 @@ export interface LearnedContext {
   readonly data: Float32Array;
 }
 
+/** The key under which the CLIP-IQA+ score is reported. */
+export const PLUS = 'clipiqa+';
+
 /** The class names the published contexts were trained with (official config, pyiqa). */
 export const PLUS_CLASSNAMES: readonly [string, string] = ['Good photo.', 'Bad photo.'];
 

@@ -1,18 +1,10 @@
 import type { Features } from '../model/types.js';
 
-/** Euclidean norm of row `i` of a row-major (count, dim) matrix, in float64. */
-function rowNorm(data: Float32Array, offset: number, dim: number): number {
+/** Dot product of the `dim` values at `i` in `a` and at `j` in `b`, summed in float64. */
+function dot(a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number {
   let s = 0;
-  for (let k = 0; k < dim; k++) s += data[offset + k]! * data[offset + k]!;
-  return Math.sqrt(s);
-}
-
-/** Cosine similarity between row `i` of `a` and row `j` of `b`. */
-export function cosine(a: Features, i: number, b: Features, j: number): number {
-  const dim = a.dim;
-  let dot = 0;
-  for (let k = 0; k < dim; k++) dot += a.data[i * dim + k]! * b.data[j * dim + k]!;
-  return dot / (rowNorm(a.data, i * dim, dim) * rowNorm(b.data, j * dim, dim));
+  for (let k = 0; k < dim; k++) s += a[i + k]! * b[j + k]!;
+  return s;
 }
 
 /**
@@ -28,22 +20,16 @@ export function pairProbability(cosPositive: number, cosNegative: number, logitS
  * in turn. Returns a row-major (images, pairs) matrix.
  */
 export function pairScores(images: Features, text: Features, logitScale: number): Float64Array {
+  const dim = images.dim;
   const pairs = text.count / 2;
   const out = new Float64Array(images.count * pairs);
+  // Each row's norm once, not once per cosine it enters.
   const textNorms = new Float64Array(text.count);
-  for (let j = 0; j < text.count; j++) textNorms[j] = rowNorm(text.data, j * text.dim, text.dim);
-  const dim = images.dim;
+  for (let j = 0; j < text.count; j++) textNorms[j] = Math.sqrt(dot(text.data, j * dim, text.data, j * dim, dim));
+  const cos = (i: number, imageNorm: number, j: number) => dot(images.data, i * dim, text.data, j * dim, dim) / (imageNorm * textNorms[j]!);
   for (let i = 0; i < images.count; i++) {
-    const imageNorm = rowNorm(images.data, i * dim, dim);
-    for (let p = 0; p < pairs; p++) {
-      const cos = [0, 1].map((side) => {
-        const j = 2 * p + side;
-        let dot = 0;
-        for (let k = 0; k < dim; k++) dot += images.data[i * dim + k]! * text.data[j * dim + k]!;
-        return dot / (imageNorm * textNorms[j]!);
-      });
-      out[i * pairs + p] = pairProbability(cos[0]!, cos[1]!, logitScale);
-    }
+    const imageNorm = Math.sqrt(dot(images.data, i * dim, images.data, i * dim, dim));
+    for (let p = 0; p < pairs; p++) out[i * pairs + p] = pairProbability(cos(i, imageNorm, 2 * p), cos(i, imageNorm, 2 * p + 1), logitScale);
   }
   return out;
 }

@@ -12,8 +12,7 @@
  * 0.9992 with the plain maximum against 0.993–0.998).
  */
 import { createHash } from 'node:crypto';
-import { CLIP_MEAN, CLIP_STD } from '../graph/preprocess.js';
-import { decodeImage } from '../image/decode.js';
+import { type DecodedImage, decodeImage } from '../image/decode.js';
 import type { ActivationRange } from '../graph/quantize.js';
 import { TAP_PREFIX, buildResNet } from '../graph/resnet.js';
 import type { RuntimeOptions } from '../runtime/options.js';
@@ -36,26 +35,10 @@ export interface CalibrationOptions {
   readonly combine?: 'mean' | 'max';
 }
 
-/** Interleaved uint8 RGB → the normalised NCHW float32 input of the towers (as the preprocessing graph computes it). */
-export function normalizePixels(rgb: Uint8Array, width: number, height: number): PixelBatch {
-  const plane = width * height;
-  const data = new Float32Array(3 * plane);
-  for (let c = 0; c < 3; c++) {
-    const mean = Math.fround(CLIP_MEAN[c]!);
-    const std = Math.fround(CLIP_STD[c]!);
-    for (let i = 0; i < plane; i++) data[c * plane + i] = Math.fround(Math.fround(Math.fround(rgb[i * 3 + c]! / 255) - mean) / std);
-  }
-  return { batch: 1, height, width, data };
-}
-
-/** The calibration set: the embedded photographs, decoded and normalised (the same every time). */
-export async function calibrationImages(): Promise<PixelBatch[]> {
-  const out: PixelBatch[] = [];
-  for (const jpeg of CALIBRATION_JPEGS) {
-    const img = await decodeImage(Buffer.from(jpeg, 'base64'), { name: 'calibration photograph' });
-    if (!(img.data instanceof Uint8Array)) throw new Error('calibration photographs are 8-bit');
-    out.push(normalizePixels(img.data, img.width, img.height));
-  }
+/** The calibration photographs, decoded (the same every time); the encoder normalises them as any image. */
+export async function calibrationPhotographs(): Promise<DecodedImage[]> {
+  const out: DecodedImage[] = [];
+  for (const jpeg of CALIBRATION_JPEGS) out.push(await decodeImage(Buffer.from(jpeg, 'base64'), { name: 'calibration photograph' }));
   return out;
 }
 
@@ -94,21 +77,21 @@ export function clippedRange(data: Float32Array, clip: number): ActivationRange 
   return { min: lo <= min + 1 / scale ? min : lo, max: hi };
 }
 
-/** Per-activation ranges of the ResNet trunk over the calibration photographs. */
+/** Per-activation ranges of the ResNet trunk over normalised calibration images (batches of one). */
 export async function calibrateResNet(
   sd: StateDict,
   vision: ResNetVision,
   embedDim: number,
   runtime: RuntimeOptions,
+  images: readonly PixelBatch[],
   options: CalibrationOptions = {},
 ): Promise<Map<string, ActivationRange>> {
-  const images = options.pixels ?? (await calibrationImages());
   const clip = options.clip ?? 0;
   const widest = (options.combine ?? 'max') === 'max';
   const model = buildResNet(sd, vision, embedDim, { output: 'taps', positions: false }).serialize({ externalMinBytes: runtime.externalMinBytes });
   const session = await OrtSession.create('calibration', model, { ...runtime, precision: 'float32' });
-  const sums = new Map<string, { min: number; max: number }>();
-  const n = images.length;
+  // The widest range, or the sum of the ranges until it is divided into their mean.
+  const ranges = new Map<string, ActivationRange>();
   try {
     for (const img of images) {
       const out = await session.run({ pixels: float32Tensor(img.data, [1, 3, img.height, img.width]) });
@@ -116,13 +99,14 @@ export async function calibrateResNet(
         if (!name.startsWith(TAP_PREFIX)) continue;
         const r = clippedRange(tensor.data as Float32Array, clip);
         const key = name.slice(TAP_PREFIX.length);
-        const acc = sums.get(key);
-        if (widest) sums.set(key, { min: Math.min(acc?.min ?? 0, r.min * n), max: Math.max(acc?.max ?? 0, r.max * n) });
-        else sums.set(key, { min: (acc?.min ?? 0) + r.min, max: (acc?.max ?? 0) + r.max });
+        const acc = ranges.get(key) ?? { min: 0, max: 0 };
+        ranges.set(key, widest ? { min: Math.min(acc.min, r.min), max: Math.max(acc.max, r.max) } : { min: acc.min + r.min, max: acc.max + r.max });
       }
     }
   } finally {
     await session.dispose();
   }
-  return new Map([...sums].map(([k, v]) => [k, { min: v.min / n, max: v.max / n }]));
+  if (widest) return ranges;
+  const n = images.length;
+  return new Map([...ranges].map(([k, v]) => [k, { min: v.min / n, max: v.max / n }]));
 }

@@ -11,10 +11,10 @@ import type { ActivationRange } from '../graph/quantize.js';
 import { PRECISIONS, type Precision, type RuntimeOptions } from '../runtime/options.js';
 import { OrtSession } from '../runtime/session.js';
 import { float32Data, float32Tensor, int64Tensor, pixelTensor } from '../runtime/tensors.js';
-import { scalarValue } from '../tensor.js';
+import { type Tensor as WeightTensor, scalarValue, toFloat32 } from '../tensor.js';
 import { type ClipArchitecture, inferArchitecture } from '../weights/architecture.js';
 import type { StateDict } from '../weights/state-dict.js';
-import { CALIBRATION_ID, type CalibrationOptions, calibrateResNet } from './calibration.js';
+import { CALIBRATION_ID, type CalibrationOptions, calibrateResNet, calibrationPhotographs } from './calibration.js';
 import type { FeatureStore } from './feature-cache.js';
 import type { ClipEncoder, DenseFeatures, Features, PixelBatch, PositionalMode, RawImage } from './types.js';
 
@@ -46,7 +46,6 @@ export class OnnxClipEncoder implements ClipEncoder {
   readonly #resampled = new Map<number, Float32Array>();
   #positionTable: Float32Array | undefined;
   #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
-  #tokenTable: Float32Array | undefined;
 
   private constructor(sd: StateDict, options: ClipEncoderOptions) {
     if (options.precision !== undefined && !PRECISIONS.includes(options.precision)) {
@@ -79,7 +78,9 @@ export class OnnxClipEncoder implements ClipEncoder {
           const entries = saved && typeof saved === 'object' ? Object.entries(saved) : [];
           if (entries.length > 0 && entries.every(([, r]) => Number.isFinite(r?.min) && Number.isFinite(r?.max))) return new Map(entries);
         }
-        const ranges = await calibrateResNet(this.#sd, vision, embedDim, this.#options, calibration);
+        // Normalised by the preprocessing graph, as every image the int8 trunk will see.
+        const images = calibration?.pixels ?? (await Promise.all((await calibrationPhotographs()).map((img) => this.normalize([img]))));
+        const ranges = await calibrateResNet(this.#sd, vision, embedDim, this.#options, images, calibration);
         if (cacheable) await store.writeJson(CALIBRATION_ID, Object.fromEntries(ranges));
         return ranges;
       })();
@@ -252,14 +253,15 @@ export class OnnxClipEncoder implements ClipEncoder {
 
   tokenEmbeddings(ids: readonly number[]): Float32Array {
     const { width, vocabSize } = this.architecture.text;
-    this.#tokenTable ??= this.#sd.float32('token_embedding.weight');
-    const table = this.#tokenTable;
+    const table = this.#sd.get('token_embedding.weight');
     const out = new Float32Array(ids.length * width);
     ids.forEach((id, i) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
         throw optionError(`token id ${id} at position ${i} is outside the vocabulary of ${vocabSize} tokens`);
       }
-      out.set(table.subarray(id * width, (id + 1) * width), i * width);
+      // Row by row: the whole float16 table widened would hold 100 MB (RN50) for the few rows prompts use.
+      const row: WeightTensor = { dtype: table.dtype, shape: [width], data: table.data.subarray(id * width, (id + 1) * width) };
+      out.set(toFloat32(row), i * width);
     });
     return out;
   }

@@ -108,20 +108,23 @@ function fromBase64(s: string, dim: number): Float32Array | undefined {
   return out;
 }
 
+/** The text tower always runs in float32, whatever the image tower's precision. */
+const TEXT_FILE = 'text-float32';
+
 /**
  * A ClipEncoder whose text features come from the disk cache when present and go into it when computed.
- * Everything else is the wrapped encoder's.
+ * Everything else is the wrapped encoder's. Rows computed in this session are written to disk, not kept here:
+ * the caller's in-memory cache (iqa/text-features.ts) holds what is in use, within its bound.
  */
 export class CachedTextEncoder implements ClipEncoder {
   readonly #inner: ClipEncoder;
   readonly #store: FeatureStore;
-  readonly #name: string;
+  /** The rows on disk when this encoder first needed one. */
   #rows: Promise<Map<string, Float32Array>> | undefined;
 
-  constructor(inner: ClipEncoder, store: FeatureStore, textPrecision = 'float32') {
+  constructor(inner: ClipEncoder, store: FeatureStore) {
     this.#inner = inner;
     this.#store = store;
-    this.#name = `text-${textPrecision}`;
   }
 
   get architecture() {
@@ -129,9 +132,6 @@ export class CachedTextEncoder implements ClipEncoder {
   }
   get logitScale() {
     return this.#inner.logitScale;
-  }
-  get precision() {
-    return (this.#inner as { precision?: string }).precision;
   }
 
   normalize(images: readonly RawImage[]): Promise<PixelBatch> {
@@ -153,7 +153,7 @@ export class CachedTextEncoder implements ClipEncoder {
   #load(): Promise<Map<string, Float32Array>> {
     this.#rows ??= (async () => {
       const rows = new Map<string, Float32Array>();
-      const file = await this.#store.readJson<TextFile>(this.#name);
+      const file = await this.#store.readJson<TextFile>(TEXT_FILE);
       const dim = this.#inner.architecture.embedDim;
       if (file?.version === VERSION && file.dim === dim && file.rows && typeof file.rows === 'object') {
         for (const [k, v] of Object.entries(file.rows)) {
@@ -167,27 +167,21 @@ export class CachedTextEncoder implements ClipEncoder {
   }
 
   async #through(keys: readonly string[], compute: (missing: number[]) => Promise<Features>): Promise<Features> {
-    const rows = await this.#load();
+    const stored = await this.#load();
     const dim = this.#inner.architecture.embedDim;
-    const missing: number[] = [];
-    const wanted = new Set<string>();
-    keys.forEach((k, i) => {
-      if (!rows.has(k) && !wanted.has(k)) {
-        wanted.add(k);
-        missing.push(i);
-      }
-    });
+    const computed = new Map<string, Float32Array>();
+    const missing = [...new Set(keys.filter((k) => !stored.has(k)))];
     if (missing.length > 0) {
-      const computed = await compute(missing);
-      missing.forEach((i, r) => rows.set(keys[i]!, computed.data.slice(r * dim, (r + 1) * dim)));
+      const features = await compute(missing.map((k) => keys.indexOf(k)));
+      missing.forEach((k, r) => computed.set(k, features.data.subarray(r * dim, (r + 1) * dim)));
       // Re-read before writing, so that rows another process stored meanwhile are kept.
-      const onDisk = await this.#store.readJson<TextFile>(this.#name);
+      const onDisk = await this.#store.readJson<TextFile>(TEXT_FILE);
       const merged: Record<string, string> = onDisk?.version === VERSION && onDisk.dim === dim ? { ...onDisk.rows } : {};
-      for (const [k, v] of rows) merged[k] = toBase64(v);
-      await this.#store.writeJson(this.#name, { version: VERSION, dim, rows: merged } satisfies TextFile);
+      for (const [k, v] of [...stored, ...computed]) merged[k] = toBase64(v);
+      await this.#store.writeJson(TEXT_FILE, { version: VERSION, dim, rows: merged } satisfies TextFile);
     }
     const data = new Float32Array(keys.length * dim);
-    keys.forEach((k, i) => data.set(rows.get(k)!, i * dim));
+    keys.forEach((k, i) => data.set(stored.get(k) ?? computed.get(k)!, i * dim));
     return { count: keys.length, dim, data };
   }
 

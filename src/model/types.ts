@@ -41,11 +41,6 @@ export interface DenseFeatures {
   readonly data: Float32Array;
 }
 
-export interface ModelRuntimeOptions {
-  /** onnxruntime intra-op threads; default: the machine's cores. */
-  readonly threads?: number;
-}
-
 /** A loaded CLIP checkpoint whose towers run as onnxruntime sessions built once per model. */
 export interface ClipEncoder {
   readonly architecture: ClipArchitecture;

@@ -1,22 +1,21 @@
 import { availableParallelism } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { ClipIqaError } from '../errors.js';
-import type { ModelRuntimeOptions } from '../model/types.js';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
 
 /**
  * Arithmetic of the image tower. `float32` matches the PyTorch reference to float rounding. `int8` quantises
- * the image tower's weights (per output channel) and activations (ResNet: per tensor, ranges calibrated on
- * fixed synthetic images; ViT: per tensor, on the fly) and runs onnxruntime's integer kernels (AVX-512 VNNI
- * where the CPU has it): faster, with features that differ slightly from float32 (see the README). The text
- * tower always runs in float32.
+ * the image tower's weights (per output channel) and activations (ResNet: per tensor, ranges calibrated on four
+ * fixed photographs, see model/calibration.ts; ViT: per tensor, on the fly) and runs onnxruntime's integer
+ * kernels (AVX-512 VNNI where the CPU has it): faster, with features that differ slightly from float32 (see the
+ * README). The text tower always runs in float32.
  */
 export type Precision = 'float32' | 'int8';
 export const PRECISIONS: readonly Precision[] = ['float32', 'int8'];
 
 /** How onnxruntime sessions are created. Every field has a default tuned for CPU inference of one model at a time. */
-export interface RuntimeOptions extends ModelRuntimeOptions {
+export interface RuntimeOptions {
   /** Arithmetic of the image tower; default 'float32'. */
   readonly precision?: Precision;
   /** Intra-op threads (the threads one convolution or matrix product is split over); default `os.availableParallelism()`. */

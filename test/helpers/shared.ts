@@ -22,3 +22,22 @@ export const MODELS = ['tiny-rn', 'tiny-vit'] as const;
 export type FixtureModel = (typeof MODELS)[number];
 export const fixture = (...parts: string[]): string => join(FIXTURES, ...parts);
 export { repoRoot };
+
+/** How far `actual` is from `expected`: the largest difference, the largest reference magnitude, and the cosine. */
+export function deviation(actual: Float32Array, expected: Float32Array): { maxDiff: number; maxRef: number; cosine: number } {
+  let maxDiff = 0;
+  let maxRef = 0;
+  let dot = 0;
+  let na = 0;
+  let ne = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!;
+    const e = expected[i]!;
+    maxDiff = Math.max(maxDiff, Math.abs(a - e));
+    maxRef = Math.max(maxRef, Math.abs(e));
+    dot += a * e;
+    na += a * a;
+    ne += e * e;
+  }
+  return { maxDiff, maxRef, cosine: dot / Math.sqrt(na * ne) };
+}
