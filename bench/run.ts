@@ -19,7 +19,7 @@
  * Prints a table and writes everything to bench-results/bench-<date>.json. Not a test: it asserts nothing.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -389,8 +389,6 @@ async function e2e(): Promise<void> {
     results.notes.push(`end-to-end skipped: no vocabulary at ${vocab}`);
     return;
   }
-  // The compiled CLI reads its version from ../../package.json, i.e. .bench/package.json.
-  copyFileSync(join(repoRoot, 'package.json'), join(compiledRoot, 'package.json'));
   const tmp = mkdtempSync(join(tmpdir(), 'clip-iqa-bench-'));
   try {
     note('writing a random RN50 checkpoint and 1024×768 JPEGs…');

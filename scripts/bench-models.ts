@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { CONFIGS, randomClip, toSafetensors } from '../bench/random-clip.js';
 import type { ClipIqaOptions } from '../src/api.js';
-import { PACKAGE } from '../src/server/package-root.js';
+import { PACKAGE } from '../src/util/package.js';
 
 export const ROOT = PACKAGE.root;
 export const SHARED = resolve(process.env.CLIP_IQA_SHARED ?? join(ROOT, '..', 'shared'));

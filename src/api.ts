@@ -8,7 +8,7 @@
  * text features (iqa/text-features); features → scores (iqa/score).
  */
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
-import { type HubOptions, resolveSource } from './hub/resolve.js';
+import { type HubOptions, type ResolvedFile, resolveSource } from './hub/resolve.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
 import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
@@ -198,6 +198,29 @@ export function planScore(options: ScoreOptions, model: PlanModel): ScorePlan {
   return { pairs, ensemble, plus, positional, maps };
 }
 
+/** The files `ClipIqa.load` reads, resolved through the hub: in the cache (downloaded if need be) or local paths. */
+export interface ModelFiles {
+  readonly modelFile?: ResolvedFile;
+  readonly vocabFile?: ResolvedFile;
+  readonly plusFile?: ResolvedFile;
+}
+
+/**
+ * Resolves (and on first use downloads) the checkpoint, vocabulary and CLIP-IQA+ context that `options` name;
+ * what is given as bytes or a StateDict needs no file. A server calls it before starting workers, so that they
+ * find everything in the cache.
+ */
+export async function resolveModelFiles(options: ClipIqaOptions): Promise<ModelFiles> {
+  const hub = options.hub ?? {};
+  const { model, vocab, plus } = options;
+  // One after another, so that progress bars of first-time downloads do not interleave.
+  const modelFile = model instanceof StateDict || model instanceof Uint8Array ? undefined : await resolveSource(model, 'model', hub);
+  const vocabFile = vocab instanceof Uint8Array ? undefined : await resolveSource(vocab, 'vocab', hub);
+  const plusFile =
+    plus === undefined || plus === false || plus instanceof Uint8Array ? undefined : await resolveSource(plus === true ? undefined : plus, 'context', hub);
+  return { modelFile, vocabFile, plusFile };
+}
+
 /** CLIP-IQA over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
 export class ClipIqa {
   readonly encoder: ClipEncoder;
@@ -225,12 +248,8 @@ export class ClipIqa {
     checkPositional(options.plusPositional, 'plusPositional');
     const hub = options.hub ?? {};
     const { model } = options;
-    // Files are resolved one after another so that progress bars of first-time downloads do not interleave.
-    const modelFile = model instanceof StateDict || model instanceof Uint8Array ? undefined : await resolveSource(model, 'model', hub);
-    const vocabFile = options.vocab instanceof Uint8Array ? undefined : await resolveSource(options.vocab, 'vocab', hub);
+    const { modelFile, vocabFile, plusFile } = await resolveModelFiles(options);
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const plusFile =
-      options.plus === undefined || options.plus === false || plusSpec instanceof Uint8Array ? undefined : await resolveSource(plusSpec, 'context', hub);
     const [sd, tokenizer, context, identity] = await Promise.all([
       model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
       options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),

@@ -8,10 +8,12 @@
 export {
   ClipIqa,
   PLUS,
+  resolveModelFiles,
   type BatchResult,
   type ClipIqaOptions,
   type ImageFailure,
   type ImageScores,
+  type ModelFiles,
   type ScoreManyOptions,
   type ScoreOptions,
   type ScorePlan,

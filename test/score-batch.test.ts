@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BatchResult, ClipIqa } from '../src/api.js';
+import { MAX_STORED_ROWS } from '../src/model/feature-cache.js';
 import { VOCAB, fixture } from './helpers/shared.js';
 
 const img = (name: string) => fixture('images', name);
@@ -120,6 +121,23 @@ describe('on-disk feature cache', () => {
     const third = await load({ featureCache: false });
     expect((await third.embedText(['Good photo.']))[0]).toEqual(good);
     await third.dispose();
+  });
+
+  it('keeps at most MAX_STORED_ROWS rows on disk, the oldest out first', async () => {
+    const iqa = await load();
+    await iqa.embedText(['Good photo.']);
+    const file = JSON.parse(readFileSync(textFile(), 'utf8')) as { version: number; dim: number; rows: Record<string, string> };
+    const row = Object.values(file.rows)[0]!;
+    const filler = Object.fromEntries(Array.from({ length: MAX_STORED_ROWS }, (_, i) => [`old${i}`, row]));
+    writeFileSync(textFile(), JSON.stringify({ ...file, rows: filler }));
+    await iqa.dispose();
+    const again = await load();
+    await again.embedText(['A brand new prompt.']);
+    await again.dispose();
+    const keys = Object.keys((JSON.parse(readFileSync(textFile(), 'utf8')) as { rows: object }).rows);
+    expect(keys).toHaveLength(MAX_STORED_ROWS);
+    expect(keys[0]).toBe('old1');
+    expect(keys.at(-1)!.startsWith('t')).toBe(true);
   });
 
   it('ignores a corrupt cache file and replaces it', async () => {

@@ -2,21 +2,20 @@
  * The `clip-iqa` command: a thin shell over the library. Exit status 0 = all good, 1 = some inputs failed
  * (each reported, the batch went on), 2 = bad usage or a fatal error (model missing, offline, …).
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isClipIqaError } from '../errors.js';
+import { PACKAGE } from '../util/package.js';
 import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
 import { scoreCommand } from './score.js';
 import { serveCommand } from './serve.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export function createProgram(): Command {
   const program = new Command('clip-iqa')
     .description('How images look and feel, scored by CLIP (CLIP-IQA, Wang, Chan & Loy, AAAI 2023).')
-    .version(pkg.version)
+    .version(PACKAGE.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   scoreCommand(program);

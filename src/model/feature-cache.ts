@@ -112,6 +112,13 @@ function fromBase64(s: string, dim: number): Float32Array | undefined {
 const TEXT_FILE = 'text-float32';
 
 /**
+ * Rows kept on disk per model, oldest out first. The built-in prompts are 46 rows; the bound stops a server fed
+ * ever new custom pairs from growing the file (rewritten whole on each new row) without end. About 5.5 MB at RN50's
+ * 1024 dimensions.
+ */
+export const MAX_STORED_ROWS = 1024;
+
+/**
  * A ClipEncoder whose text features come from the disk cache when present and go into it when computed.
  * Everything else is the wrapped encoder's. Rows computed in this session are written to disk, not kept here:
  * the caller's in-memory cache (iqa/text-features.ts) holds what is in use, within its bound.
@@ -178,6 +185,9 @@ export class CachedTextEncoder implements ClipEncoder {
       const onDisk = await this.#store.readJson<TextFile>(TEXT_FILE);
       const merged: Record<string, string> = onDisk?.version === VERSION && onDisk.dim === dim ? { ...onDisk.rows } : {};
       for (const [k, v] of [...stored, ...computed]) merged[k] = toBase64(v);
+      // Object keys keep insertion order (these keys are never integer-like): the oldest rows come first.
+      const keysInOrder = Object.keys(merged);
+      for (const k of keysInOrder.slice(0, Math.max(0, keysInOrder.length - MAX_STORED_ROWS))) delete merged[k];
       await this.#store.writeJson(TEXT_FILE, { version: VERSION, dim, rows: merged } satisfies TextFile);
     }
     const data = new Float32Array(keys.length * dim);

@@ -15,7 +15,7 @@ import { errorHandling } from './errors.js';
 import { inferencePlugin } from './inference.js';
 import { limitsPlugin } from './limits.js';
 import { metricsPlugin, metricsRoute } from './metrics.js';
-import { PACKAGE } from './package-root.js';
+import { PACKAGE } from '../util/package.js';
 import { type ServerOptions, type Settings, resolveSettings } from './options.js';
 import { embedRoute } from './routes/embed.js';
 import { healthRoutes } from './routes/health.js';

@@ -125,9 +125,9 @@ export function resolveSettings(options: ServerOptions = {}): Settings {
       ...model,
       ...(name ? { name } : {}),
       decode: { ...model.decode, limitInputPixels: maxPixels },
-      // onnxruntime's threads spin between runs by default, holding cores that the event loop (HTTP parsing) and
-      // libvips (decoding) need between inferences; measured on two cores, not spinning was as fast or faster.
-      runtime: { ...model.runtime, threads, configEntries: { 'session.intra_op.allow_spinning': '0', ...model.runtime?.configEntries } },
+      // The runtime's default already stops onnxruntime's threads spinning between runs, which would hold cores
+      // that the event loop (HTTP parsing) and libvips (decoding) need.
+      runtime: { ...model.runtime, threads },
     },
     engine: options.engine,
     workers,

@@ -14,14 +14,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import { type ClipIqaOptions, type ImageScores, type ScoreOptions, planScore } from '../api.js';
+import { type ClipIqaOptions, type ImageScores, type ScoreOptions, planScore, resolveModelFiles } from '../api.js';
 import { ClipIqaError, type ErrorCode } from '../errors.js';
-import { resolveSource } from '../hub/resolve.js';
 import type { DecodeOptions, ImageSource } from '../image/decode.js';
 import type { PositionalMode, RawImage } from '../model/types.js';
 import { StateDict } from '../weights/state-dict.js';
 import type { Engine, Settings } from './options.js';
-import { PACKAGE } from './package-root.js';
+import { PACKAGE } from '../util/package.js';
 import type { WorkerInfo, WorkerReply, WorkerTask } from './worker.js';
 
 /** The worker's compiled module: beside this one, or under dist/ when this runs from TypeScript sources (tests). */
@@ -42,11 +41,7 @@ async function workerOptions(model: ClipIqaOptions): Promise<ClipIqaOptions> {
     throw new ClipIqaError('E_OPTION', 'the server loads its model in worker threads: give the model as a file, a registry name, a URL or bytes, not a StateDict');
   }
   const hub = model.hub ?? {};
-  if (typeof model.model !== 'object') await resolveSource(model.model, 'model', hub);
-  if (typeof model.vocab !== 'object') await resolveSource(model.vocab, 'vocab', hub);
-  if (model.plus !== undefined && model.plus !== false && typeof model.plus !== 'object') {
-    await resolveSource(typeof model.plus === 'string' ? model.plus : undefined, 'context', hub);
-  }
+  await resolveModelFiles(model);
   const { onProgress: _progress, log: _log, signal: _signal, ...plainHub } = hub;
   return { ...model, hub: { ...plainHub, offline: true, quiet: true } };
 }

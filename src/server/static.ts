@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import fastifyStatic from '@fastify/static';
-import { PACKAGE } from './package-root.js';
+import { PACKAGE } from '../util/package.js';
 
 const WEB = join(PACKAGE.root, 'web');
 const DIST = join(PACKAGE.root, 'dist');

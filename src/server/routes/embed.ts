@@ -1,5 +1,6 @@
 /** POST /v1/embed: CLIP features of images and texts, as `clip-iqa embed --json` prints them. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { featureVector } from '../../cli/output.js';
 import type { PositionalMode } from '../../model/types.js';
 import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
@@ -14,7 +15,6 @@ interface EmbedParams {
 }
 
 /** Seven decimals, as the CLI: float32 carries about that many. */
-const vector = (f: Float32Array): number[] => Array.from(f, (v) => Math.round(v * 1e7) / 1e7);
 
 export async function embedRoute(app: FastifyInstance): Promise<void> {
   const settings = app.clip.settings;
@@ -54,11 +54,11 @@ export async function embedRoute(app: FastifyInstance): Promise<void> {
         const file = uploads[i]!.name;
         if (r.status === 'fulfilled') {
           const f = r.value as Float32Array;
-          return { file, dim: f.length, features: vector(f) };
+          return { file, dim: f.length, features: featureVector(f) };
         }
         return { file, error: rowError(r.reason) };
       });
-      const textRows = textResult ? (textResult.value as Float32Array[]).map((f, i) => ({ text: texts[i]!, features: vector(f) })) : [];
+      const textRows = textResult ? (textResult.value as Float32Array[]).map((f, i) => ({ text: texts[i]!, features: featureVector(f) })) : [];
       return { model: engine.name, positional, dim: engine.architecture.embedDim, images, texts: textRows };
     },
   );

@@ -1,8 +1,7 @@
 /** POST /v1/score: how uploaded images look and feel, as `clip-iqa score --json` reports them. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PLUS, type ImageScores, type ScoreOptions } from '../../api.js';
-import type { ImageRow } from '../../cli/output.js';
-import { ENSEMBLE, ENSEMBLE_PAIRS } from '../../iqa/prompts.js';
+import type { ImageScores, ScoreOptions } from '../../api.js';
+import { type ImageRow, roundRow, runHeader } from '../../cli/output.js';
 import type { PositionalMode } from '../../model/types.js';
 import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
@@ -23,7 +22,7 @@ interface ScoreParams {
 /** An image row plus its maps, which the CLI's rows do not have. */
 type Row = ImageRow & { maps?: { name: string; width: number; height: number; scores: number[] }[] };
 
-/** Scores to 1e-6 as the CLI prints them; maps to 1e-4, which keeps them small and is far below what a heat map shows. */
+/** Maps to 1e-4 (scores are rounded as the CLI's): it keeps them small and is far below what a heat map shows. */
 const round = (v: number, digits: number): number => Math.round(v * 10 ** digits) / 10 ** digits;
 
 /** `maps=true` means every scored pair, `false` or empty none, anything else a list of score names. */
@@ -34,19 +33,10 @@ function mapNames(value: string | undefined, names: readonly string[]): string[]
   return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-function describePrompts(engine: Engine, plan: ReturnType<Engine['plan']>): Record<string, unknown> {
-  const prompts: Record<string, unknown> = {};
-  for (const p of plan.pairs) prompts[p.name] = [p.positive, p.negative];
-  if (plan.ensemble) prompts[ENSEMBLE] = ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]);
-  if (plan.plus) prompts[PLUS] = `learned context ${engine.context?.source ?? ''} (Good photo. | Bad photo.)`;
-  return prompts;
-}
-
 function row(result: PromiseSettledResult<ImageScores>, file: string): Row {
   if (result.status === 'rejected') return { file, error: rowError(result.reason) };
   const r = result.value;
-  const scores = Object.fromEntries(Object.entries(r.scores).map(([k, v]) => [k, round(v, 6)]));
-  const out: Row = { file, width: r.width, height: r.height, scores };
+  const out: Row = roundRow({ file, width: r.width, height: r.height, scores: r.scores });
   if (r.maps) out.maps = r.maps.map((m) => ({ name: m.name, width: m.width, height: m.height, scores: Array.from(m.scores, (v) => round(v, 4)) }));
   return out;
 }
@@ -102,7 +92,7 @@ export async function scoreRoute(app: FastifyInstance): Promise<void> {
       return {
         model: engine.name,
         positional: plan.positional,
-        prompts: describePrompts(engine, plan),
+        prompts: runHeader(engine, plan).prompts,
         images,
         summary: { images: images.length, failed, seconds: round((performance.now() - started) / 1000, 3) },
       };

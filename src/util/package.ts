@@ -1,6 +1,6 @@
 /**
  * The package's root directory (where package.json, web/ and dist/ are), found by walking up from this module:
- * the same code runs from src/server/ (tests), dist/server/ (installed) and a benchmark's compiled copy.
+ * the same code runs from src/ (tests), dist/ (installed) and a benchmark's compiled copy under .bench/.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
