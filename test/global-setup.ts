@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /**
- * Once per test run: a private model cache, and a build of `dist/` from the current sources, since CLI tests run
- * the built `clip-iqa` binary as users do and must never exercise a stale one.
+ * Once per test run: a private model cache, and a build of `dist/` from the current sources, since CLI tests (and
+ * the hub tests' child processes) run the built code as users do and must never exercise a stale one.
  */
 export default function setup(): () => void {
   // Tests never read or write the user's model cache: text features cached there by an earlier build could hide

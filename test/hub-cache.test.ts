@@ -3,12 +3,10 @@
  * list / pull / verify / rm; concurrent pulls (in one process and across processes); cache directories that
  * cannot be written.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_REGISTRY,
@@ -23,6 +21,7 @@ import {
   verifyCache,
   type ResolvedFile,
 } from '../src/hub/index.js';
+import { runNode } from './helpers/cli.js';
 import { caught, sha256, tree, useHubFixture } from './helpers/hub-fixture.js';
 import { fixture, repoRoot } from './helpers/shared.js';
 
@@ -233,8 +232,10 @@ describe('concurrency', () => {
 
   it('two processes pulling one file: one download, both get the same valid path', async () => {
     const build = join(hub.root, 'build');
-    const hubModule = await transpileHub(build);
+    // The hub as built into dist/ by the test run's global set-up, so child processes can import it.
+    const hubModule = join(repoRoot, 'dist', 'hub', 'index.js');
     const child = join(build, 'child.mjs');
+    await mkdir(build, { recursive: true });
     await writeFile(
       child,
       `const [hub, cacheDir, url, sha] = process.argv.slice(2);
@@ -329,29 +330,3 @@ describe('cache that cannot be written', () => {
     }
   });
 });
-
-/** The hub compiled to plain JS (TypeScript's transpiler, no bundler) so child processes can import it. */
-async function transpileHub(outDir: string): Promise<string> {
-  const files = ['src/errors.ts', ...(await readdir(join(repoRoot, 'src', 'hub'))).filter((f) => f.endsWith('.ts')).map((f) => `src/hub/${f}`)];
-  for (const f of files) {
-    const source = await readFile(join(repoRoot, f), 'utf8');
-    const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
-    const out = join(outDir, f.replace(/\.ts$/, '.js'));
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, js);
-  }
-  await writeFile(join(outDir, 'package.json'), '{"type":"module"}');
-  return join(outDir, 'src', 'hub', 'index.js');
-}
-
-function runNode(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -10,14 +10,10 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the built `clip-iqa` binary as a child process (stdin closed unless given). */
-export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdin?: Uint8Array; cwd?: string } = {}): Promise<CliResult> {
+/** Runs `node <args>` as a child process and collects its output (stdin closed unless given). */
+export function runNode(args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdin?: Uint8Array; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: options.cwd ?? repoRoot,
-      env: { ...process.env, NO_COLOR: '1', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(process.execPath, args, { cwd: options.cwd ?? repoRoot, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -26,4 +22,9 @@ export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessE
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.stdin);
   });
+}
+
+/** Runs the built `clip-iqa` binary as a child process (stdin closed unless given). */
+export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; stdin?: Uint8Array; cwd?: string } = {}): Promise<CliResult> {
+  return runNode([BIN, ...args], { ...options, env: { ...process.env, NO_COLOR: '1', ...options.env } });
 }

@@ -14,8 +14,6 @@ interface EmbedParams {
   name?: string;
 }
 
-/** Seven decimals, as the CLI: float32 carries about that many. */
-
 export async function embedRoute(app: FastifyInstance): Promise<void> {
   const settings = app.clip.settings;
   app.post(
