@@ -3,6 +3,8 @@
  * the library's ClipIqaError codes keep their names (a client that scores locally and remotely sees the same
  * codes), and the server adds its own for what only HTTP has (sizes, media types, queueing, auth, readiness).
  */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { type ErrorCode, errorMessage, isClipIqaError } from '../errors.js';
@@ -16,6 +18,9 @@ export type ServerErrorCode =
   | 'E_TIMEOUT' // the request could not be answered in time
   | 'E_UNAUTHORIZED' // a bearer token is required and was missing or wrong
   | 'E_NOT_READY' // the model is still loading, or the server is shutting down
+  | 'E_WORKER' // the model process scoring the image ended (out of memory, crashed, or stopped at another request's deadline)
+  | 'E_HOST' // a Host header this server does not answer (DNS rebinding)
+  | 'E_ORIGIN' // a browser request from an origin that may not use the API (CORS)
   | 'E_URL' // a `url=` parameter that may not be fetched (disabled, scheme, host not allowed)
   | 'E_FETCH' // fetching an allowed URL failed (status, network, timeout)
   | 'E_ROUTE' // no such route
@@ -129,7 +134,11 @@ export const errorHandling = fp(
   async (app: FastifyInstance) => {
     app.setErrorHandler((e: unknown, request: FastifyRequest, reply: FastifyReply) => {
       const error = toHttpError(e);
-      if (error.status >= 500) request.log.error({ err: e }, 'request failed');
+      // A failure of the server itself gets its stack in the log. Expected unavailability (loading, a deadline, a
+      // restarting model process, an upstream URL) is a fact about the moment, logged without a stack, and a
+      // readiness probe's 503 during loading is already in the request line.
+      if (error.status === 500) request.log.error({ err: e }, 'request failed');
+      else if (error.status > 500 && error.code !== 'E_NOT_READY') request.log.warn({ code: error.code, reason: error.message }, 'request not served');
       return sendError(reply, error);
     });
     app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) =>
@@ -138,3 +147,27 @@ export const errorHandling = fp(
   },
   { name: 'clip-iqa-errors' },
 );
+
+/**
+ * Fastify's clientErrorHandler: what Node answers itself, before any route (malformed HTTP, a request not received
+ * in time, headers over Node's 16 KiB), in the API's error shape instead of fastify's own.
+ */
+export function clientError(e: Error & { code?: string }, socket: Socket): void {
+  if (e.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    e.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'E_TIMEOUT', 'the request did not arrive in time; send it faster']
+      : e.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'E_TOO_LARGE', 'the request headers are larger than the server takes (16 KiB)']
+        : [400, 'E_BAD_REQUEST', 'the request is not well-formed HTTP'];
+  const body = JSON.stringify(errorBody(code, message));
+  // A response already under way cannot be replaced (Node's own handler checks the same).
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (socket.writable && !started) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(e);
+}

@@ -3,16 +3,21 @@
  * "loading"), warmed up so that the first real request does not pay for building onnxruntime sessions, then
  * shared by every request through one bounded queue; disposed of when the server closes, after the queue drained.
  *
- * The queue bounds the work (429 beyond it); the engine behind it is, by default, a worker thread holding the model
+ * The queue bounds the work (429 beyond it); the engine behind it is, by default, a model process holding the model
  * (pool.ts), because onnxruntime-node's `session.run` holds the calling thread for the whole inference: with the
  * model on the main thread, RN50 stalled the event loop by 265 ms (p99) under load, against 15 ms from a worker, at
  * the same throughput. The README's "Serving" section has the measurements.
+ *
+ * Each request has a deadline (`timeoutMs` once received): then it is answered 503, its waiting images leave the
+ * queue and its running ones are stopped (the pool kills the model process that runs them and starts another).
+ * A model process that dies fails the images it held with 503 and is replaced; /metrics counts the restarts.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import { errorMessage } from '../errors.js';
+import { availableMemory } from '../model/memory.js';
 import { HttpError } from './errors.js';
-import type { Engine, Settings } from './options.js';
+import { DEFAULTS, type Engine, type Settings, type TaskControl } from './options.js';
 import { createPoolEngine } from './pool.js';
 import { InferenceQueue, QueueFullError } from './queue.js';
 import { warmUp } from './warmup.js';
@@ -27,8 +32,10 @@ export interface ModelService {
   readonly failure: Error | undefined;
   /** The loaded model; throws 503 while there is none. */
   readonly engine: Engine;
-  /** Loaded, warm, and not shutting down. */
+  /** Loaded, warm, able to take work, and not shutting down. */
   readonly ready: boolean;
+  /** Most memory one image may take (maxImageMemory, or what the memory available after loading allows); 0 until loaded. */
+  readonly imageMemory: number;
   /** The 503 that says why the server is not ready. */
   notReady(): HttpError;
   /** Loads and warms the model (once; later calls wait for the first). */
@@ -36,10 +43,11 @@ export interface ModelService {
   /** Stops taking inference requests (readiness turns 503); in-flight ones finish. */
   beginClosing(): void;
   /**
-   * Runs one task per image through the queue, each given the engine; settles when all have, or throws: 429 when
-   * they do not fit, 503 when the server's timeout passes first. A client that disconnects drops its waiting tasks.
+   * Runs one task per image through the queue, each given the engine and the request's deadline; settles when all
+   * have, or throws: 429 when they do not fit, 503 when the server's timeout passes first (running tasks are then
+   * stopped). A client that disconnects drops its waiting tasks; running ones finish.
    */
-  run<T>(reply: FastifyReply, tasks: readonly ((engine: Engine) => Promise<T>)[]): Promise<PromiseSettledResult<T>[]>;
+  run<T>(reply: FastifyReply, tasks: readonly ((engine: Engine, control: TaskControl) => Promise<T>)[]): Promise<PromiseSettledResult<T>[]>;
 }
 
 declare module 'fastify' {
@@ -75,6 +83,7 @@ export const inferencePlugin = fp<{ settings: Settings }>(
 
     let state: ModelState = 'loading';
     let engine: Engine | undefined;
+    let imageMemory = 0;
     let failure: Error | undefined;
     let loading: Promise<Engine> | undefined;
 
@@ -86,6 +95,7 @@ export const inferencePlugin = fp<{ settings: Settings }>(
     const notReady = (): HttpError => {
       if (state === 'closing') return new HttpError(503, 'E_NOT_READY', 'the server is shutting down; retry on another instance', { connection: 'close' });
       if (state === 'failed') return new HttpError(503, 'E_NOT_READY', `the model failed to load: ${failure?.message ?? 'unknown error'}`);
+      if (state === 'ready') return new HttpError(503, 'E_NOT_READY', 'the model process is restarting; retry shortly', { 'retry-after': '5' });
       return new HttpError(503, 'E_NOT_READY', 'the model is still loading; retry shortly', { 'retry-after': '5' });
     };
 
@@ -104,14 +114,19 @@ export const inferencePlugin = fp<{ settings: Settings }>(
         return engine;
       },
       get ready() {
-        return state === 'ready';
+        return state === 'ready' && engine?.available?.() !== false;
+      },
+      get imageMemory() {
+        return imageMemory;
       },
       notReady,
       load() {
         loading ??= (async () => {
           const started = performance.now();
           try {
-            engine = settings.engine ? await settings.engine() : await createPoolEngine(settings);
+            engine = settings.engine
+              ? await settings.engine()
+              : await createPoolEngine(settings, { onRestart: (reason) => metrics.workerRestarts.inc({ reason }) });
             await (engine.warmUp ? engine.warmUp() : warmUp(engine));
           } catch (e) {
             failure = e instanceof Error ? e : new Error(errorMessage(e));
@@ -122,6 +137,9 @@ export const inferencePlugin = fp<{ settings: Settings }>(
             engine = undefined;
             throw failure;
           }
+          // Sized once the weights are in memory: what is left then is what images can use.
+          imageMemory = settings.maxImageMemory ?? Math.floor((availableMemory() * DEFAULTS.imageMemoryShare) / settings.workers);
+          metrics.imageMemory.set(imageMemory);
           if (state === 'loading') state = 'ready';
           metrics.ready.set(state === 'ready' ? 1 : 0);
           metrics.modelInfo.set({ model: engine.name, family: engine.architecture.vision.family }, 1);
@@ -134,9 +152,12 @@ export const inferencePlugin = fp<{ settings: Settings }>(
         state = 'closing';
         metrics.ready.set(0);
       },
-      async run<T>(reply: FastifyReply, tasks: readonly ((engine: Engine) => Promise<T>)[]) {
+      async run<T>(reply: FastifyReply, tasks: readonly ((engine: Engine, control: TaskControl) => Promise<T>)[]) {
         const model = service.engine;
         const controller = new AbortController();
+        // Only the deadline stops running work (a departed client's running images finish: stopping them costs a
+        // model process).
+        const deadline = new AbortController();
         const gone = () => {
           if (!reply.raw.writableFinished) controller.abort(new GoneReason('the client disconnected'));
         };
@@ -144,17 +165,18 @@ export const inferencePlugin = fp<{ settings: Settings }>(
         let promises: Promise<T>[];
         try {
           promises = queue.submit(
-            tasks.map((task) => () => task(model)),
+            tasks.map((task) => () => task(model, { signal: deadline.signal })),
             controller.signal,
           );
         } catch (e) {
           reply.raw.off('close', gone);
           throw e instanceof QueueFullError ? busy(e) : e;
         }
-        const timer = setTimeout(
-          () => controller.abort(new TimeoutReason(`no answer within ${settings.timeoutMs / 1000} s`)),
-          settings.timeoutMs,
-        );
+        const timer = setTimeout(() => {
+          const reason = new TimeoutReason(`no answer within ${settings.timeoutMs / 1000} s`);
+          controller.abort(reason);
+          deadline.abort(reason);
+        }, settings.timeoutMs);
         const settled = Promise.allSettled(promises);
         const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
         try {

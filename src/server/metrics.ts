@@ -17,6 +17,9 @@ export interface ServerMetrics {
   readonly inference: Histogram<'outcome'>;
   readonly ready: Gauge;
   readonly modelInfo: Gauge<'model' | 'family'>;
+  readonly workerRestarts: Counter<'reason'>;
+  readonly imageMemory: Gauge;
+  readonly bodyBytes: Gauge;
 }
 
 declare module 'fastify' {
@@ -38,7 +41,8 @@ export function createMetrics(): ServerMetrics {
     queueCapacity: new Gauge({ name: 'clip_iqa_queue_capacity', help: 'Images that may wait before requests are refused with 429', registers: [registry] }),
     rejected: new Counter({
       name: 'clip_iqa_rejected_total',
-      help: 'Requests refused or dropped by the queue: full (429), timeout (503), gone (client disconnected), closing (shutdown)',
+      help:
+        'Requests refused or dropped: full (queue full, 429), bodies (request bodies in flight over the budget, 429), timeout (503), gone (client disconnected), closing (shutdown)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
@@ -51,6 +55,14 @@ export function createMetrics(): ServerMetrics {
     }),
     ready: new Gauge({ name: 'clip_iqa_ready', help: '1 when the model is loaded and the server takes requests', registers: [registry] }),
     modelInfo: new Gauge({ name: 'clip_iqa_model_info', help: 'The model being served (value 1)', labelNames: ['model', 'family'] as const, registers: [registry] }),
+    workerRestarts: new Counter({
+      name: 'clip_iqa_worker_restarts_total',
+      help: 'Model processes replaced: timeout (stopped at a request deadline), killed (by a signal: out of memory?), crashed (exited)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    imageMemory: new Gauge({ name: 'clip_iqa_image_memory_limit_bytes', help: 'Most estimated memory one image may take', registers: [registry] }),
+    bodyBytes: new Gauge({ name: 'clip_iqa_body_bytes_in_flight', help: 'Bytes of request bodies and url= downloads held in memory', registers: [registry] }),
   };
   return metrics;
 }

@@ -9,8 +9,17 @@ import type { NoisinessPolarity } from '../iqa/prompts.js';
 import type { PositionalMode } from '../model/types.js';
 import type { ClipArchitecture } from '../weights/architecture.js';
 
+/** How a running task can be stopped. */
+export interface TaskControl {
+  /**
+   * Aborted when the request's deadline passes: work not started is dropped, work running is stopped (the pool
+   * kills the model process running it and starts another).
+   */
+  readonly signal?: AbortSignal;
+}
+
 /**
- * What the server needs of a loaded model: the worker pool (pool.ts) by default; a ClipIqa, or any stand-in with
+ * What the server needs of a loaded model: the model processes (pool.ts) by default; a ClipIqa, or any stand-in with
  * these members, when given as `engine` (tests, applications with their own threading).
  */
 export interface Engine {
@@ -21,12 +30,14 @@ export interface Engine {
   readonly context?: { readonly source: string };
   describe(): string;
   plan(options?: ScoreOptions): ScorePlan;
-  score(input: ImageSource, options?: ScoreOptions): Promise<ImageScores>;
-  embedImage(input: ImageSource, options?: { positional?: PositionalMode; decode?: DecodeOptions }): Promise<Float32Array>;
-  embedText(texts: readonly string[]): Promise<Float32Array[]>;
+  score(input: ImageSource, options?: ScoreOptions, control?: TaskControl): Promise<ImageScores>;
+  embedImage(input: ImageSource, options?: { positional?: PositionalMode; decode?: DecodeOptions }, control?: TaskControl): Promise<Float32Array>;
+  embedText(texts: readonly string[], control?: TaskControl): Promise<Float32Array[]>;
   dispose(): Promise<void>;
   /** Builds every session the routes may use; without it the server scores a grey image with everything. */
   warmUp?(): Promise<void>;
+  /** Whether it can take work now (false while its model processes restart); default always. */
+  available?(): boolean;
 }
 
 export interface ServerOptions {
@@ -35,12 +46,12 @@ export interface ServerOptions {
   /** Gives the loaded model instead of `ClipIqa.load(model)`; the server disposes of it when it closes. */
   readonly engine?: () => Promise<Engine>;
   /**
-   * Worker threads, each holding the model (onnxruntime-node runs inferences on the thread that calls it, so the
-   * model must not live on the event loop's thread); default 1. Each worker gets `model.runtime.threads`
-   * onnxruntime threads, by default the cores divided among the workers.
+   * Model processes, each holding the model (onnxruntime-node runs inferences on the thread that calls it, so the
+   * model must not live on the event loop's thread, and only a process can be stopped mid-run); default 1. Each
+   * gets `model.runtime.threads` onnxruntime threads, by default the cores divided among them.
    */
   readonly workers?: number;
-  /** Images in the workers at once; default 2 per worker (one decodes while the other runs). */
+  /** Images in the model processes at once; default 2 per process (one decodes while the other runs). */
   readonly concurrency?: number;
   /** Images that may wait for a free lane; beyond that requests get 429 with Retry-After. Default 32. */
   readonly queue?: number;
@@ -49,14 +60,29 @@ export interface ServerOptions {
   /** Most images in one request; default 16. */
   readonly maxFiles?: number;
   /**
-   * Largest width×height, read from the image header before any pixel is decoded; default 4096² (16.8 MP). A
-   * 12 MP phone photo passes; CLIP-IQA scores at native resolution, so the limit also bounds the work per image.
-   * Defaults to the model's `decode.limitInputPixels` when that is set.
+   * Largest width×height, read from the image header before any pixel is decoded; default 4096² (16.8 MP), what
+   * the decoder may allocate. Defaults to the model's `decode.limitInputPixels` when that is set.
    */
   readonly maxPixels?: number;
+  /**
+   * Most memory one image may take, bytes, as estimated from its header for the loaded model (decoded pixels and the
+   * network's activations at that size, architecture and precision: src/model/memory.ts); larger images are refused
+   * with 413 before decoding. CLIP-IQA scores at native resolution, so this is what bounds the work per image.
+   * Default: half the memory available once the model has loaded, shared among the model processes.
+   */
+  readonly maxImageMemory?: number;
+  /**
+   * Bytes of request bodies and `url=` downloads held in memory at once, server-wide; default 512 MiB. A request
+   * that would go beyond is refused before its bytes are buffered: 429 with Retry-After, or 413 if it could never
+   * fit. At least `maxUploadBytes`.
+   */
+  readonly maxInFlightBytes?: number;
   /** Custom prompt pairs per request, at most; default 16 (their text features are computed and cached). */
   readonly maxPrompts?: number;
-  /** Milliseconds to receive a request, and again to answer it once received; default 60 000. */
+  /**
+   * Milliseconds to receive a request (headers and body: a body still arriving then gets 408), and again to answer
+   * it once received (503; images still being scored are stopped); default 60 000.
+   */
   readonly timeoutMs?: number;
   /** Bearer token required on /v1/* and /metrics; default none (fine on loopback). */
   readonly token?: string;
@@ -64,6 +90,18 @@ export interface ServerOptions {
   readonly allowUrlFetch?: readonly string[];
   /** Milliseconds for a whole URL fetch; default 10 000. */
   readonly fetchTimeoutMs?: number;
+  /**
+   * Host header values the server answers (DNS-rebinding protection): names or patterns as for `allowUrlFetch`
+   * (`example.com`, `*.example.com`, optionally with `:port`), or `['*']` for any. Default: `localhost`, `127.0.0.1`
+   * and `[::1]` when the server listens on a loopback address, any host otherwise.
+   */
+  readonly allowedHosts?: readonly string[];
+  /**
+   * Origins whose web pages may call the API (`https://app.example.com`, or `*` for any): they get CORS headers.
+   * Default none: a browser request from another origin is refused (403) before its body is read, so that pages
+   * elsewhere cannot make this server work, and no CORS headers are sent.
+   */
+  readonly cors?: readonly string[];
   /** Serve the web page and the docs page; default true. */
   readonly ui?: boolean;
   /** Fastify's logger: false (default) or pino options. */
@@ -80,11 +118,17 @@ export interface Settings {
   readonly maxUploadBytes: number;
   readonly maxFiles: number;
   readonly maxPixels: number;
+  /** Set, or undefined until the model has loaded (inference.ts sizes it to the memory then available). */
+  readonly maxImageMemory: number | undefined;
+  readonly maxInFlightBytes: number;
   readonly maxPrompts: number;
   readonly timeoutMs: number;
   readonly token: string | undefined;
   readonly allowUrlFetch: readonly string[] | undefined;
   readonly fetchTimeoutMs: number;
+  /** Undefined: decided by the address the server listens on. */
+  readonly allowedHosts: readonly string[] | undefined;
+  readonly cors: readonly string[];
   readonly ui: boolean;
   readonly logger: boolean | { readonly level?: string };
   readonly noisiness: NoisinessPolarity;
@@ -98,6 +142,9 @@ export const DEFAULTS = {
   maxUploadBytes: 20 * 1024 * 1024,
   maxFiles: 16,
   maxPixels: 4096 * 4096,
+  maxInFlightBytes: 512 * 1024 * 1024,
+  /** Share of the memory available after loading that images may take (the rest: the system, decoding, bodies). */
+  imageMemoryShare: 0.5,
   maxPrompts: 16,
   timeoutMs: 60_000,
   fetchTimeoutMs: 10_000,
@@ -117,6 +164,16 @@ export function resolveSettings(options: ServerOptions = {}): Settings {
   const workers = count('workers', options.workers, DEFAULTS.workers);
   const threads = model.runtime?.threads ?? Math.max(1, Math.floor(availableParallelism() / workers));
   if (token !== undefined && token.length < 8) throw new ClipIqaError('E_OPTION', 'the bearer token must be at least 8 characters long');
+  const maxUploadBytes = count('maxUploadBytes', options.maxUploadBytes, DEFAULTS.maxUploadBytes);
+  const maxInFlightBytes = count('maxInFlightBytes', options.maxInFlightBytes, DEFAULTS.maxInFlightBytes);
+  if (maxInFlightBytes < maxUploadBytes) {
+    throw new ClipIqaError('E_OPTION', `maxInFlightBytes (${maxInFlightBytes}) must be at least maxUploadBytes (${maxUploadBytes}): one upload must fit`);
+  }
+  const list = (name: string, v: readonly string[] | undefined): readonly string[] | undefined => {
+    const items = v?.map((x) => x.trim()).filter(Boolean);
+    if (v !== undefined && items!.length === 0) throw new ClipIqaError('E_OPTION', `${name} needs at least one entry`);
+    return items;
+  };
   // A model file's path stays on the server: clients see its file name.
   const name = model.name ?? (typeof model.model === 'string' && existsSync(model.model) ? basename(model.model) : undefined);
   return {
@@ -133,14 +190,18 @@ export function resolveSettings(options: ServerOptions = {}): Settings {
     workers,
     concurrency: count('concurrency', options.concurrency, DEFAULTS.concurrencyPerWorker * workers),
     queue: count('queue', options.queue, DEFAULTS.queue, 0),
-    maxUploadBytes: count('maxUploadBytes', options.maxUploadBytes, DEFAULTS.maxUploadBytes),
+    maxUploadBytes,
     maxFiles: count('maxFiles', options.maxFiles, DEFAULTS.maxFiles),
     maxPixels,
+    maxImageMemory: options.maxImageMemory === undefined ? undefined : count('maxImageMemory', options.maxImageMemory, 0),
+    maxInFlightBytes,
     maxPrompts: count('maxPrompts', options.maxPrompts, DEFAULTS.maxPrompts, 0),
     timeoutMs: count('timeoutMs', options.timeoutMs, DEFAULTS.timeoutMs),
     token,
     allowUrlFetch: options.allowUrlFetch && options.allowUrlFetch.length > 0 ? options.allowUrlFetch : undefined,
     fetchTimeoutMs: count('fetchTimeoutMs', options.fetchTimeoutMs, DEFAULTS.fetchTimeoutMs),
+    allowedHosts: list('allowedHosts', options.allowedHosts),
+    cors: list('cors', options.cors) ?? [],
     ui: options.ui ?? true,
     logger: options.logger ?? false,
     noisiness: model.noisiness ?? 'noisy',
