@@ -2,16 +2,21 @@
  * `clip-iqa serve`: CLIP-IQA over HTTP. The server is assembled from plugins, one concern each:
  *
  *   errors      JSON errors with the right status          metrics   Prometheus registry and request metrics
+ *   hosts       Host headers answered (DNS rebinding)      cors      which web pages may call the API
  *   auth        optional bearer token                      limits    upload sizes, media types, pixel counts
- *   inference   model life cycle and the bounded queue     docs      OpenAPI document and docs page
- *   routes/     score, embed, models, prompts, probes      static    the web page and its scripts
+ *   bodies      bytes in flight, receiving deadline        inference model life cycle and the bounded queue
+ *   docs        OpenAPI document and docs page             static    the web page and its scripts
+ *   routes/     score, embed, models, prompts, probes
  *
  *   const { app, url } = await startServer({ model: { model: 'RN50' } });   // listens, then loads the model
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { authPlugin } from './auth.js';
+import { bodiesPlugin } from './bodies.js';
+import { corsPlugin } from './cors.js';
 import { docsPlugin } from './docs.js';
-import { errorHandling } from './errors.js';
+import { clientError, errorHandling } from './errors.js';
+import { hostsPlugin } from './hosts.js';
 import { inferencePlugin } from './inference.js';
 import { limitsPlugin } from './limits.js';
 import { metricsPlugin, metricsRoute } from './metrics.js';
@@ -37,8 +42,17 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     // One line per request, written below with what matters; fastify's default is two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: JSON_BODY_LIMIT,
-    // A client gets this long to send its whole request (Node answers 408 after it): slow-loris protection.
+    // A client gets this long to send its whole request: slow-loris protection. bodies.ts answers 408 at the
+    // deadline itself; Node's own check (headers, and anything bodies.ts does not see) runs every few hundred ms
+    // instead of every 30 s, so that it is a deadline and not a suggestion.
     requestTimeout: settings.timeoutMs,
+    http: {
+      requestTimeout: settings.timeoutMs,
+      headersTimeout: settings.timeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.round(settings.timeoutMs / 10))),
+    },
+    // Node's own 400/408/431 answers (malformed HTTP, timeouts, oversized headers), in the API's error shape.
+    clientErrorHandler: clientError,
     // Requests that arrive during shutdown get our own JSON 503 (inference.ts), not fastify's.
     return503OnClosing: false,
     ajv: {
@@ -50,8 +64,11 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   await app.register(errorHandling);
   await app.register(metricsPlugin);
   await app.register(securityHeaders);
+  await app.register(hostsPlugin, { settings });
+  await app.register(corsPlugin, { settings });
   await app.register(authPlugin, { token: settings.token });
   await app.register(limitsPlugin, { settings });
+  await app.register(bodiesPlugin, { settings });
   await app.register(inferencePlugin, { settings });
   await app.register(docsPlugin, { settings, version: PACKAGE.version });
 

@@ -2,17 +2,23 @@
  * What an upload may be, checked as early as possible so that nothing large or hostile reaches the decoder or
  * takes a place in the queue:
  *
- * 1. bytes: multipart files and raw bodies are cut off at `maxUploadBytes` while they stream in (413);
+ * 1. bytes: multipart files and raw bodies are cut off at `maxUploadBytes` while they stream in (413), and all
+ *    bodies in flight share one budget (bodies.ts);
  * 2. media type: only multipart/form-data or an image/* (or application/octet-stream) body is read (415);
  * 3. signature: the first bytes must be a JPEG, PNG, WebP, AVIF, TIFF or GIF, so other formats libvips could open
  *    (SVG, PDF, its own .v files) never reach it (400);
  * 4. pixels: width×height from the header, before one pixel is decoded (413): a 50 kB PNG can announce
- *    65 000×65 000 pixels, 12 GiB once decoded — a decompression bomb.
+ *    65 000×65 000 pixels, 12 GiB once decoded — a decompression bomb;
+ * 5. memory: what scoring that size costs the loaded model (model/memory.ts), against `maxImageMemory` (413): a
+ *    57 kB 4096² PNG took RN50 4 GB and 15–45 s, a 4096² image would take ViT-B/32 over 20 GB.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import multipart from '@fastify/multipart';
-import { readImageInfo } from '../image/decode.js';
+import { type ImageInfo, resizeTarget, readImageInfo } from '../image/decode.js';
+import { formatBytes, imageMemory, largestWithin } from '../model/memory.js';
+import type { ClipArchitecture } from '../weights/architecture.js';
+import { MAX_FIELDS, MAX_FIELD_BYTES } from './bodies.js';
 import { HttpError } from './errors.js';
 import type { Settings } from './options.js';
 
@@ -23,10 +29,6 @@ export interface Upload {
   readonly bytes: Buffer;
   readonly contentType?: string;
 }
-
-/** Form fields besides files: the options, at most this many and this long. */
-const MAX_FIELDS = 100;
-const MAX_FIELD_BYTES = 8 * 1024;
 
 /** Content types taken as a raw image body: image/* and the type of "some bytes". */
 export const RAW_IMAGE_TYPES = /^(image\/[\w.+-]+|application\/octet-stream)$/i;
@@ -70,10 +72,10 @@ export function acceptablePartType(mimetype: string | undefined): boolean {
 }
 
 /**
- * Checks an upload's signature and pixel count from its header; throws 400 for something that is not a supported
- * image and 413 for too many pixels. Decoding (later, in the queue) checks everything else.
+ * Checks an upload's signature and pixel count from its header, and returns the header; throws 400 for something
+ * that is not a supported image and 413 for too many pixels. Decoding (later, in the queue) checks everything else.
  */
-export async function checkImageHeader(upload: Upload, maxPixels: number): Promise<void> {
+export async function checkImageHeader(upload: Upload, maxPixels: number): Promise<ImageInfo> {
   if (upload.bytes.length === 0) throw new HttpError(400, 'E_IMAGE', `${upload.name}: the upload is empty`);
   if (!sniffFormat(upload.bytes)) {
     throw new HttpError(400, 'E_IMAGE', `${upload.name}: not a JPEG, PNG, WebP, AVIF, TIFF or GIF image (the file's first bytes say otherwise)`);
@@ -84,7 +86,40 @@ export async function checkImageHeader(upload: Upload, maxPixels: number): Promi
     throw new HttpError(
       413,
       'E_TOO_MANY_PIXELS',
-      `${upload.name}: ${info.width}×${info.height} = ${pixels} pixels is over this server's limit of ${maxPixels}; downscale the image`,
+      `${upload.name}: ${info.width}×${info.height} = ${pixels} pixels is over this server's limit of ${maxPixels} (--max-pixels); downscale the image`,
     );
   }
+  return info;
+}
+
+/** What scoring an image will cost, and the limit. */
+export interface MemoryCheck {
+  readonly architecture: ClipArchitecture;
+  readonly settings: Settings;
+  /** Bytes one image may take. */
+  readonly limit: number;
+  /** Per-region maps asked (the ResNet trunk runs twice). */
+  readonly maps: boolean;
+}
+
+/**
+ * Throws 413 when scoring the image would take more memory than one image may, as estimated from its header for
+ * the loaded model; the message says what size would fit.
+ */
+export function checkImageMemory(upload: Upload, info: ImageInfo, check: MemoryCheck): void {
+  const { model } = check.settings;
+  const resize = model.decode?.resize;
+  const network = resize ? (size: { width: number; height: number }) => resizeTarget(size, resize) : undefined;
+  const options = { precision: model.precision ?? model.runtime?.precision, bitDepth: info.bitDepth, maps: check.maps, network };
+  const size = { width: info.width, height: info.height };
+  const bytes = imageMemory(check.architecture, size, { ...options, network: network?.(size) });
+  if (bytes <= check.limit) return;
+  const fit = largestWithin(check.architecture, size, check.limit, options);
+  throw new HttpError(
+    413,
+    'E_TOO_MANY_PIXELS',
+    `${upload.name}: scoring ${info.width}×${info.height} pixels${check.maps ? ' with maps' : ''} would take about ${formatBytes(bytes)} with this model, ` +
+      `over this server's limit of ${formatBytes(check.limit)} per image (--max-image-memory); ` +
+      (fit ? `downscale it to ${fit.width}×${fit.height} or less` : 'this model cannot score images here'),
+  );
 }

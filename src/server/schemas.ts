@@ -19,7 +19,10 @@ export const errorSchema = {
       type: 'object',
       required: ['code', 'message'],
       properties: {
-        code: { type: 'string', description: 'E_IMAGE, E_PROMPT, E_OPTION, E_TOO_LARGE, E_TOO_MANY_PIXELS, E_MEDIA_TYPE, E_BUSY, E_UNAUTHORIZED, E_NOT_READY, …' },
+        code: {
+          type: 'string',
+          description: 'E_IMAGE, E_PROMPT, E_OPTION, E_TOO_LARGE, E_TOO_MANY_PIXELS, E_MEDIA_TYPE, E_BUSY, E_TIMEOUT, E_UNAUTHORIZED, E_HOST, E_ORIGIN, E_NOT_READY, E_WORKER, …',
+        },
         message: { type: 'string' },
       },
     },
@@ -32,12 +35,20 @@ const errorRef = { $ref: 'ApiError#' } as const;
 export const inferenceErrors = {
   400: { ...errorRef, description: 'A bad image, option or prompt (E_IMAGE, E_IMAGE_TOO_SMALL, E_OPTION, E_PROMPT, E_BAD_REQUEST, E_URL)' },
   401: { ...errorRef, description: 'A bearer token is required (E_UNAUTHORIZED)' },
-  413: { ...errorRef, description: 'An upload over the size limit or too many files (E_TOO_LARGE), or too many pixels (E_TOO_MANY_PIXELS)' },
+  403: { ...errorRef, description: 'A Host header the server does not answer (E_HOST), or a web page from an origin that may not call the API (E_ORIGIN)' },
+  408: { ...errorRef, description: 'The request did not arrive within the server’s timeout (E_TIMEOUT)' },
+  413: {
+    ...errorRef,
+    description: 'An upload over the size limit or too many files (E_TOO_LARGE), or an image with more pixels, or needing more memory, than allowed (E_TOO_MANY_PIXELS)',
+  },
   415: { ...errorRef, description: 'A body that is neither multipart/form-data nor an image (E_MEDIA_TYPE)' },
-  429: { ...errorRef, description: 'The queue is full (E_BUSY): retry after the Retry-After header’s seconds' },
+  429: { ...errorRef, description: 'The queue, or the memory for request bodies, is full (E_BUSY): retry after the Retry-After header’s seconds' },
   502: { ...errorRef, description: 'A `url=` fetch failed (E_FETCH)' },
   504: { ...errorRef, description: 'A `url=` fetch took too long (E_FETCH)' },
-  503: { ...errorRef, description: 'The model is loading or the server is shutting down (E_NOT_READY), or the answer took too long (E_TIMEOUT)' },
+  503: {
+    ...errorRef,
+    description: 'The model is loading or the server is shutting down (E_NOT_READY), the answer took too long (E_TIMEOUT), or the model process scoring it ended (E_WORKER)',
+  },
   500: { ...errorRef, description: 'A bug or an onnxruntime failure (E_INTERNAL, E_RUNTIME)' },
 } as const;
 
@@ -221,7 +232,10 @@ export const modelsResponse = {
       properties: {
         maxUploadBytes: { type: 'integer' },
         maxFiles: { type: 'integer' },
-        maxPixels: { type: 'integer' },
+        maxPixels: { type: 'integer', description: 'Largest width×height the decoder takes (checked from the header).' },
+        maxImageMemory: { type: 'integer', description: 'Most memory, in bytes, one image may take as estimated for this model (413 beyond).' },
+        maxImagePixels: { type: 'integer', description: 'The largest square image (width×height) that memory allows with plain scores, at most maxPixels.' },
+        maxInFlightBytes: { type: 'integer', description: 'Bytes of request bodies the server holds at once (429 beyond).' },
         maxPrompts: { type: 'integer' },
         concurrency: { type: 'integer' },
         queue: { type: 'integer' },

@@ -28,7 +28,7 @@ interface PromptsInfo {
 
 interface ModelsInfo {
   readonly model: { name: string; description: string; family: string; maps: boolean; plus: string | null };
-  readonly limits: { maxUploadBytes: number; maxPixels: number; maxFiles: number };
+  readonly limits: { maxUploadBytes: number; maxPixels: number; maxImagePixels?: number; maxFiles: number };
 }
 
 interface Pair {
@@ -504,7 +504,7 @@ async function start(): Promise<void> {
     const m = models.model;
     $('model').textContent = `${m.name} · ${m.description}${m.plus ? ` · CLIP-IQA+ (${m.plus})` : ''}`;
     $('limits').textContent =
-      `JPEG, PNG, WebP, AVIF, TIFF or GIF up to ${megabytes(models.limits.maxUploadBytes)} and ${megapixels(models.limits.maxPixels)} · scored on the server, not kept`;
+      `JPEG, PNG, WebP, AVIF, TIFF or GIF up to ${megabytes(models.limits.maxUploadBytes)} and ${megapixels(models.limits.maxImagePixels ?? models.limits.maxPixels)} · scored on the server, not kept`;
     $<HTMLSelectElement>('set').value = state.set;
     document.body.dataset.ready = 'true';
     renderControls();

@@ -4,7 +4,8 @@ import { featureVector } from '../../cli/output.js';
 import type { PositionalMode } from '../../model/types.js';
 import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
-import type { Engine } from '../options.js';
+import { checkImageMemory } from '../limits.js';
+import type { Engine, TaskControl } from '../options.js';
 import { embedJsonBody, embedQuery, embedResponse, inferenceErrors } from '../schemas.js';
 
 interface EmbedParams {
@@ -39,11 +40,13 @@ export async function embedRoute(app: FastifyInstance): Promise<void> {
         throw new HttpError(400, 'E_BAD_REQUEST', 'nothing to embed: upload images and/or give text=');
       }
       const positional = options.positional ?? settings.positional;
+      const memory = { architecture: engine.architecture, settings, limit: app.clip.imageMemory, maps: false };
+      for (const u of uploads) checkImageMemory(u, u.info, memory);
       // The texts go through the text tower as one batch: one task, one place in the queue.
-      const tasks: ((e: Engine) => Promise<Float32Array | Float32Array[]>)[] = uploads.map(
-        (u) => (e: Engine) => e.embedImage(u.bytes, { positional, decode: { name: u.name } }),
+      const tasks: ((e: Engine, control: TaskControl) => Promise<Float32Array | Float32Array[]>)[] = uploads.map(
+        (u) => (e, control) => e.embedImage(u.bytes, { positional, decode: { name: u.name } }, control),
       );
-      if (texts.length > 0) tasks.push((e: Engine) => e.embedText(texts));
+      if (texts.length > 0) tasks.push((e, control) => e.embedText(texts, control));
       const results = await app.clip.run(reply, tasks);
       const textResult = texts.length > 0 ? results.pop()! : undefined;
       if (textResult?.status === 'rejected') throw toHttpError(textResult.reason);

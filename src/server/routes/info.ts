@@ -3,6 +3,7 @@ import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_REGISTRY } from '../../hub/registry.js';
 import { ATTRIBUTES, ATTRIBUTE_SETS, DEFAULT_ATTRIBUTES, ENSEMBLE_PAIRS, findAttribute } from '../../iqa/prompts.js';
+import { pixelsWithin } from '../../model/memory.js';
 import { describeArchitecture } from '../../weights/architecture.js';
 import { inferenceErrors, modelsResponse, promptsResponse } from '../schemas.js';
 
@@ -42,6 +43,7 @@ export async function infoRoutes(app: FastifyInstance): Promise<void> {
     async () => {
       const engine = app.clip.engine;
       const { vision } = engine.architecture;
+      const precision = settings.model.precision ?? settings.model.runtime?.precision;
       return {
         model: {
           name: engine.name,
@@ -58,6 +60,10 @@ export async function infoRoutes(app: FastifyInstance): Promise<void> {
           maxUploadBytes: settings.maxUploadBytes,
           maxFiles: settings.maxFiles,
           maxPixels: settings.maxPixels,
+          maxImageMemory: app.clip.imageMemory,
+          // What that memory allows a square image (plain scores), or maxPixels if that is less.
+          maxImagePixels: Math.min(settings.maxPixels, pixelsWithin(engine.architecture, app.clip.imageMemory, { precision })),
+          maxInFlightBytes: settings.maxInFlightBytes,
           maxPrompts: settings.maxPrompts,
           concurrency: settings.concurrency,
           queue: settings.queue,

@@ -5,8 +5,10 @@ import { type ImageRow, roundRow, runHeader } from '../../cli/output.js';
 import type { PositionalMode } from '../../model/types.js';
 import { HttpError, rowError, toHttpError } from '../errors.js';
 import { readInput } from '../inputs.js';
+import { checkImageMemory } from '../limits.js';
 import type { Engine } from '../options.js';
 import { inferenceErrors, scoreQuery, scoreResponse } from '../schemas.js';
+import { contextName } from './info.js';
 
 interface ScoreParams {
   attributes?: string;
@@ -81,10 +83,12 @@ export async function scoreRoute(app: FastifyInstance): Promise<void> {
       const plan = engine.plan(base);
       const options: ScoreOptions = { ...base, maps: mapNames(params.maps, plan.pairs.map((p) => p.name)) };
       engine.plan(options);
+      const memory = { architecture: engine.architecture, settings, limit: app.clip.imageMemory, maps: options.maps!.length > 0 };
+      for (const u of uploads) checkImageMemory(u, u.info, memory);
 
       const results = await app.clip.run(
         reply,
-        uploads.map((u) => (e: Engine) => e.score(u.bytes, { ...options, decode: { name: u.name } })),
+        uploads.map((u) => (e: Engine, control) => e.score(u.bytes, { ...options, decode: { name: u.name } }, control)),
       );
       if (results.length === 1 && results[0]!.status === 'rejected') throw toHttpError(results[0]!.reason);
       const images = results.map((r, i) => row(r, uploads[i]!.name));
@@ -92,7 +96,8 @@ export async function scoreRoute(app: FastifyInstance): Promise<void> {
       return {
         model: engine.name,
         positional: plan.positional,
-        prompts: runHeader(engine, plan).prompts,
+        // The context's file name, not where it lies on the server.
+        prompts: runHeader({ name: engine.name, context: engine.context && { source: contextName(engine.context.source)! } }, plan).prompts,
         images,
         summary: { images: images.length, failed, seconds: round((performance.now() - started) / 1000, 3) },
       };
