@@ -10,6 +10,10 @@ interface ServeFlags extends ModelFlags {
   queue?: number;
   maxUpload?: number;
   maxFiles?: number;
+  maxImageMemory?: number;
+  maxInFlight?: number;
+  allowedHosts?: string[];
+  cors?: string[];
   maxPrompts?: number;
   timeout?: number;
   token?: string;
@@ -42,13 +46,16 @@ function wholeNumber(what: string) {
   };
 }
 
-const megabytes = (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--max-upload is a positive number of megabytes (MiB).');
-  return Math.round(n * 1024 * 1024);
-};
+function megabytes(what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${what} is a positive number of megabytes (MiB).`);
+    return Math.round(n * 1024 * 1024);
+  };
+}
 
-const hosts = (value: string, previous: string[] = []): string[] => [
+/** A comma-separated list, repeatable: `--cors a,b --cors c`. */
+const list = (value: string, previous: string[] = []): string[] => [
   ...previous,
   ...value
     .split(',')
@@ -65,15 +72,23 @@ export function serveCommand(program: Command): Command {
     .description('serve the HTTP API (POST /v1/score, …) and a web page for looking at images')
     .option('--host <host>', 'interface to listen on (0.0.0.0: every interface; then set --token)', '127.0.0.1')
     .option('--port <port>', 'TCP port (0: any free port)', port, 8080)
-    .option('--workers <n>', `worker threads, each holding the model (default ${DEFAULTS.workers}; --threads is per worker)`, positiveInt('--workers'))
-    .option('--concurrency <n>', `images in the workers at once (default ${DEFAULTS.concurrencyPerWorker} per worker)`, positiveInt('--concurrency'))
+    .option('--workers <n>', `model processes, each holding the model (default ${DEFAULTS.workers}; --threads is per process)`, positiveInt('--workers'))
+    .option('--concurrency <n>', `images in the model processes at once (default ${DEFAULTS.concurrencyPerWorker} per process)`, positiveInt('--concurrency'))
     .option('--queue <n>', `images that may wait; more get 429 with Retry-After (default ${DEFAULTS.queue})`, wholeNumber('--queue'))
-    .option('--max-upload <MiB>', `largest upload per image (default ${DEFAULTS.maxUploadBytes / 1024 / 1024})`, megabytes)
+    .option('--max-upload <MiB>', `largest upload per image (default ${DEFAULTS.maxUploadBytes / 1024 / 1024})`, megabytes('--max-upload'))
     .option('--max-files <n>', `most images per request (default ${DEFAULTS.maxFiles})`, positiveInt('--max-files'))
+    .option(
+      '--max-image-memory <MiB>',
+      'most memory one image may take, estimated from its header for the model; larger ones get 413 (default: half the memory available after loading, per process)',
+      megabytes('--max-image-memory'),
+    )
+    .option('--max-in-flight <MiB>', `request bodies held in memory at once, server-wide; more get 429 (default ${DEFAULTS.maxInFlightBytes / 1024 / 1024})`, megabytes('--max-in-flight'))
     .option('--max-prompts <n>', `most custom prompt pairs per request (default ${DEFAULTS.maxPrompts})`, wholeNumber('--max-prompts'))
-    .option('--timeout <seconds>', `time to receive a request, and again to answer it (default ${DEFAULTS.timeoutMs / 1000})`, seconds('--timeout'))
+    .option('--timeout <seconds>', `time to receive a request (then 408), and again to answer it (then 503, work stopped) (default ${DEFAULTS.timeoutMs / 1000})`, seconds('--timeout'))
     .option('--token <token>', 'require "Authorization: Bearer <token>" on /v1/* and /metrics ($CLIP_IQA_TOKEN)')
-    .option('--allow-url-fetch <hosts>', 'let url= fetch images from these hosts (comma-separated; *.example.com for sub-domains)', hosts)
+    .option('--allow-url-fetch <hosts>', 'let url= fetch images from these hosts (comma-separated; *.example.com for sub-domains)', list)
+    .option('--allowed-hosts <hosts>', 'Host headers to answer, against DNS rebinding (comma-separated; * for any; default: localhost names on a loopback --host, any otherwise)', list)
+    .option('--cors <origins>', 'web pages from these origins may call the API (comma-separated, e.g. https://app.example.com; * for any; default: none)', list)
     .option('--fetch-timeout <seconds>', `deadline of one url= fetch (default ${DEFAULTS.fetchTimeoutMs / 1000})`, seconds('--fetch-timeout'))
     .option('--no-ui', 'serve the API only: no web page and no docs page')
     .addOption(new Option('--log-level <level>', 'JSON request log on standard output').choices(['fatal', 'error', 'warn', 'info', 'debug', 'silent']).default('info'))
@@ -84,7 +99,9 @@ export function serveCommand(program: Command): Command {
     `
 The server loads the model once, then answers /readyz with 200. It takes images as multipart uploads under any field
 name, or as a raw image body; options are the query parameters or form fields of the same names as \`clip-iqa score\`.
---max-pixels defaults to ${DEFAULTS.maxPixels} (4096²) here; images are refused from their header, before decoding.
+--max-pixels defaults to ${DEFAULTS.maxPixels} (4096²) here, and --max-image-memory bounds what each image may cost the
+model at its size (a 4096² image needs about 5.6 GB with RN50, far more with a ViT): images are refused from their
+header, before decoding. GET /v1/models lists the limits in force.
 
 Examples:
   $ clip-iqa serve                                    RN50 on http://127.0.0.1:8080 (page at /, API docs at /docs)
@@ -107,6 +124,10 @@ async function runServe(flags: ServeFlags): Promise<number> {
     queue: flags.queue,
     maxUploadBytes: flags.maxUpload,
     maxFiles: flags.maxFiles,
+    maxImageMemory: flags.maxImageMemory,
+    maxInFlightBytes: flags.maxInFlight,
+    allowedHosts: flags.allowedHosts,
+    cors: flags.cors,
     maxPixels: flags.maxPixels,
     maxPrompts: flags.maxPrompts,
     timeoutMs: flags.timeout === undefined ? undefined : Math.round(flags.timeout * 1000),
@@ -124,6 +145,7 @@ async function runServe(flags: ServeFlags): Promise<number> {
   };
   say(`listening on ${url} (loading ${flags.model ?? 'the model'}…)`);
   if (!LOOPBACK.has(flags.host) && !token) say('warning: reachable from the network without a token; anyone who can connect can use it (set --token)');
+  if (!LOOPBACK.has(flags.host) && !flags.allowedHosts) say('note: answering any Host header; name the server\'s host names with --allowed-hosts to guard against DNS rebinding');
   try {
     await app.clip.load();
   } catch (e) {
