@@ -26,6 +26,7 @@ import { pairScores } from './iqa/score.js';
 import { TextFeatureCache } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
+import { memoryPixelLimit } from './model/memory.js';
 import { cacheRoot } from './hub/cache.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import type { Precision, RuntimeOptions } from './runtime/options.js';
@@ -263,10 +264,16 @@ export class ClipIqa {
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
+    // Without a pixel limit of the caller's, images are refused from their header beyond what this model can score in
+    // the memory available (a 16383² WebP of 10 kB would otherwise take the network to 11 GB and more).
+    const decode =
+      options.decode?.limitInputPixels === undefined
+        ? { ...options.decode, ...memoryPixelLimit(encoder.architecture, { precision, resize: options.decode?.resize }) }
+        : options.decode;
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, plusPositional: options.plusPositional ?? trainedWith });
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith });
   }
 
   get architecture(): ClipArchitecture {

@@ -83,7 +83,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--background <colour>', 'colour under transparent pixels for --alpha flatten', '#ffffff')
     .addOption(new Option('--icc <mode>', 'convert embedded colour profiles to sRGB (convert) or keep stored values (ignore, as the references)').choices(ICC_MODES).default('convert'))
     .option('--reference-decode', 'decode exactly as the Python references do: --orientation ignore --icc ignore --alpha drop')
-    .option('--max-pixels <n>', 'refuse images with more pixels than this (decompression bombs)', positiveInt('--max-pixels'))
+    .option('--max-pixels <n>', 'refuse images with more pixels than this, from their header (default: what the model can score in half the memory available)', positiveInt('--max-pixels'))
     .option('--cache-dir <dir>', 'model cache (default: $CLIP_IQA_HOME or the platform cache directory)')
     .option('--offline', 'never use the network; fail if a file is not cached ($CLIP_IQA_OFFLINE=1)')
     .option('--mirror <url>', 'fetch registry files from this base URL or directory instead ($CLIP_IQA_MIRROR)')

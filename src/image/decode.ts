@@ -22,8 +22,9 @@
  *   Both keep the aspect ratio, use sharp's bicubic (Catmull-Rom) kernel with no shrink-on-load shortcut,
  *   and never enlarge unless `upscale: true`. (Bicubic here is close to, not bit-equal with, PIL's.)
  * - `limitInputPixels: 2**28` (default; `false` to lift): the image header is read first and a larger
- *   width×height is refused before any pixel is decoded (decompression bombs). The model layer may want a
- *   tighter bound: a 2^28-pixel image is 768 MiB as RGB bytes and far more as network activations.
+ *   width×height is refused before any pixel is decoded (decompression bombs). A 2^28-pixel image is 768 MiB
+ *   as RGB bytes and far more as network activations, so `ClipIqa` sets a tighter bound by default: what its model
+ *   can score in the memory available (model/memory.ts), named in the refusal as `limitReason`.
  * - `failOn: 'error'` (default): truncated files and decoder errors are refused (PIL refuses truncated
  *   files too), while recoverable decoder warnings (e.g. libjpeg's "Corrupt JPEG data: premature end of
  *   data segment", which PIL also decodes through) are accepted. `'warning'` is stricter, `'truncated'`
@@ -84,6 +85,8 @@ export interface DecodeOptions {
   readonly resize?: ResizePolicy;
   /** Largest accepted width×height, checked from the header before decoding; `false` for no limit. */
   readonly limitInputPixels?: number | false;
+  /** Why the limit is what it is, for the refusal's message (e.g. what the model can score in the memory available). */
+  readonly limitReason?: string;
   /** How damaged a file may be and still decode; default `'error'`. */
   readonly failOn?: FailOnLevel;
   /** Names a byte source in errors (default `<buffer>`); a path names itself. */
@@ -145,7 +148,7 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
 
   const meta = await readMetadata(bytes, name);
   const format = formatName(meta);
-  checkDecodable(meta, format, name, opts.limitInputPixels);
+  checkDecodable(meta, format, name, opts.limitInputPixels, opts.limitReason);
   const sixteen = meta.depth === 'ushort';
 
   const oriented = opts.orientation === 'exif' && (meta.orientation ?? 1) >= 5;
@@ -261,7 +264,7 @@ export function assertMinSize(
 
 // ---------------------------------------------------------------------------------------------------
 
-type CheckedOptions = Required<Omit<DecodeOptions, 'resize' | 'name'>> & Pick<DecodeOptions, 'resize' | 'name'>;
+type CheckedOptions = Required<Omit<DecodeOptions, 'resize' | 'name' | 'limitReason'>> & Pick<DecodeOptions, 'resize' | 'name' | 'limitReason'>;
 
 const RESIZE_OPTIONS: ResizeOptions = { kernel: 'cubic', fit: 'fill', fastShrinkOnLoad: false };
 
@@ -438,7 +441,7 @@ function formatName(meta: Metadata): ImageFormat {
   return meta.format;
 }
 
-function checkDecodable(meta: Metadata, format: ImageFormat, name: string, limit: number | false): void {
+function checkDecodable(meta: Metadata, format: ImageFormat, name: string, limit: number | false, reason?: string): void {
   if (!DECODABLE_FORMATS.has(meta.format)) {
     throw new ClipIqaError('E_IMAGE', `${name}: ${format.toUpperCase()} images are not supported; convert it to ${SUPPORTED_TEXT}.`);
   }
@@ -453,8 +456,8 @@ function checkDecodable(meta: Metadata, format: ImageFormat, name: string, limit
   if (limit !== false && pixels > limit) {
     throw new ClipIqaError(
       'E_IMAGE',
-      `${name}: ${meta.width}×${meta.height} = ${pixels} pixels is over the limit of ${limit} (limitInputPixels). ` +
-        'Downscale the image, or raise the limit if you trust the file.',
+      `${name}: ${meta.width}×${meta.height} = ${pixels} pixels is over the limit of ${limit} (limitInputPixels${reason ? `: ${reason}` : ''}). ` +
+        'Downscale the image, or raise the limit (--max-pixels on the command line) if you trust the file and the machine has the memory.',
     );
   }
 }
