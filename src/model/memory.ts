@@ -24,7 +24,7 @@
 import { type Grid, tokenCount, vitGrid } from '../graph/geometry.js';
 import { DEFAULT_LIMIT_INPUT_PIXELS, type DecodeOptions, resizeTarget } from '../image/decode.js';
 import type { Precision } from '../runtime/options.js';
-import { type ClipArchitecture, describeArchitecture } from '../weights/architecture.js';
+import type { ClipArchitecture } from '../weights/architecture.js';
 
 /** Decoded RGB (8-bit) and its normalised float32 copy, per pixel; 16-bit images add three more bytes per pixel. */
 const PIXEL_BYTES = 3 + 12;
@@ -124,7 +124,7 @@ export function memoryPixelLimit(
   const pixels = Math.min(DEFAULT_LIMIT_INPUT_PIXELS, Math.max(1, pixelsWithin(arch, bytes, { precision: options.precision, network })));
   return {
     limitInputPixels: pixels,
-    limitReason: `by default what ${describeArchitecture(arch)} (${options.precision ?? 'float32'}) can score in ${formatBytes(bytes)}, half the memory available`,
+    limitReason: `the largest image this model can score in ${formatBytes(bytes)}, half the memory available`,
   };
 }
 

@@ -38,7 +38,10 @@ const JSON_BODY_LIMIT = 256 * 1024;
 export async function buildServer(options: ServerOptions = {}): Promise<FastifyInstance> {
   const settings: Settings = resolveSettings(options);
   const app = Fastify({
-    logger: settings.logger === true ? { level: 'info' } : settings.logger === false ? false : { level: settings.logger.level ?? 'info' },
+    logger:
+      typeof settings.logger === 'boolean'
+        ? settings.logger && { level: 'info' }
+        : { level: settings.logger.level ?? 'info', ...(settings.logger.stream ? { stream: settings.logger.stream } : {}) },
     // One line per request, written below with what matters; fastify's default is two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: JSON_BODY_LIMIT,

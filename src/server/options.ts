@@ -104,8 +104,13 @@ export interface ServerOptions {
   readonly cors?: readonly string[];
   /** Serve the web page and the docs page; default true. */
   readonly ui?: boolean;
-  /** Fastify's logger: false (default) or pino options. */
-  readonly logger?: boolean | { readonly level?: string };
+  /** Fastify's logger: false (default), true (info), or a level and where the JSON lines go (default standard output). */
+  readonly logger?: boolean | LoggerOptions;
+}
+
+export interface LoggerOptions {
+  readonly level?: string;
+  readonly stream?: { write(line: string): void };
 }
 
 /** ServerOptions with every default filled in. */
@@ -130,7 +135,7 @@ export interface Settings {
   readonly allowedHosts: readonly string[] | undefined;
   readonly cors: readonly string[];
   readonly ui: boolean;
-  readonly logger: boolean | { readonly level?: string };
+  readonly logger: boolean | LoggerOptions;
   readonly noisiness: NoisinessPolarity;
   readonly positional: PositionalMode;
 }
