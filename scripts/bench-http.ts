@@ -1,6 +1,7 @@
 /** Helpers of the serving benchmarks: a server in a child process, multipart bodies, autocannon runs, /metrics samples. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync, readdirSync } from 'node:fs';
 import autocannon from 'autocannon';
 
 export interface ChildServer {
@@ -71,16 +72,41 @@ export async function readMetrics(url: string, headers: Record<string, string> =
   return out;
 }
 
-/** Samples the server's resident memory and event-loop lag every second while `during` runs. */
-export async function withMemorySampling<T>(url: string, during: Promise<T>): Promise<{ result: T; peakRssMiB: number; lagP99Ms: number }> {
-  let peak = 0;
+/**
+ * Resident memory of a process and all its descendants, bytes (Linux: /proc): the server with its model processes.
+ * Elsewhere 0.
+ */
+export function treeRss(pid: number): number {
+  let total = 0;
+  try {
+    total += Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean)) total += treeRss(Number(child));
+    }
+  } catch {
+    // Gone meanwhile, or not Linux.
+  }
+  return total;
+}
+
+/**
+ * Samples the server's resident memory (its process tree: model processes included) and its event-loop lag while
+ * `during` runs: memory every 100 ms, lag every second.
+ */
+export async function withMemorySampling<T>(
+  url: string,
+  pid: number,
+  during: Promise<T>,
+): Promise<{ result: T; idleRssMiB: number; peakRssMiB: number; lagP99Ms: number }> {
+  const idle = treeRss(pid);
+  let peak = idle;
   let lag = 0;
   let running = true;
+  const memory = setInterval(() => (peak = Math.max(peak, treeRss(pid))), 100);
   const loop = (async () => {
     while (running) {
       try {
         const m = await readMetrics(url);
-        peak = Math.max(peak, m.get('process_resident_memory_bytes') ?? 0);
         lag = Math.max(lag, m.get('nodejs_eventloop_lag_p99_seconds') ?? 0);
       } catch {
         // A sample lost under load is no matter.
@@ -94,9 +120,11 @@ export async function withMemorySampling<T>(url: string, during: Promise<T>): Pr
   } finally {
     // Also when `during` fails: a sampling loop left running would keep the process alive.
     running = false;
+    clearInterval(memory);
     await loop;
   }
-  return { result, peakRssMiB: Math.round(peak / 1024 / 1024), lagP99Ms: Math.round(lag * 1000 * 10) / 10 };
+  const mib = (n: number) => Math.round(n / 1024 / 1024);
+  return { result, idleRssMiB: mib(idle), peakRssMiB: mib(peak), lagP99Ms: Math.round(lag * 1000 * 10) / 10 };
 }
 
 export interface LoadResult {

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { load, multipart, readMetrics, startChild, withMemorySampling } from './bench-http.js';
+import { load, multipart, startChild, withMemorySampling } from './bench-http.js';
 import { ROOT, benchImage, modelOptions } from './bench-models.js';
 
 const { values } = parseArgs({
@@ -54,17 +54,20 @@ async function main(): Promise<number> {
   const { body, contentType } = multipart(bytes, values.image, type);
   const path = `/v1/score?attributes=${encodeURIComponent(values.attributes)}`;
   try {
-    const idle = await readMetrics(server.url);
     await load(server.url, path, body, contentType, 4, 3); // warm-up
-    const { result: r, peakRssMiB, lagP99Ms } = await withMemorySampling(server.url, load(server.url, path, body, contentType, connections, seconds));
+    const { result: r, idleRssMiB, peakRssMiB, lagP99Ms } = await withMemorySampling(
+      server.url,
+      server.child.pid!,
+      load(server.url, path, body, contentType, connections, seconds),
+    );
     const pct = (n: number) => `${((100 * n) / Math.max(1, r.requests)).toFixed(1)}%`;
     console.log(
       [
         `clip-iqa serve load test: ${values.model}, ${values.image}${values.size ? ` at ${values.size}²` : ''} (${bytes.length} B), attributes=${values.attributes}`,
-        `  ${connections} connections for ${r.seconds.toFixed(1)} s; server: ${values.workers} worker(s), queue ${values.queue}`,
+        `  ${connections} connections for ${r.seconds.toFixed(1)} s; server: ${values.workers} model process(es), queue ${values.queue}`,
         `  answered:   ${r.ok} images (${r.okPerSecond}/s); refused with 429: ${r.busy} (${pct(r.busy)}); requests/s ${r.rps}`,
         `  latency of 200s: p50 ${r.p50} ms, p90 ${r.p90} ms, p99 ${r.p99} ms, max ${r.max} ms`,
-        `  memory: RSS ${Math.round((idle.get('process_resident_memory_bytes') ?? 0) / 1048576)} MiB idle, ${peakRssMiB} MiB peak; event-loop lag p99 ${lagP99Ms} ms`,
+        `  memory (server and model processes): RSS ${idleRssMiB} MiB idle, ${peakRssMiB} MiB peak; event-loop lag p99 ${lagP99Ms} ms`,
         `  other statuses: ${JSON.stringify(Object.fromEntries(r.other))}; malformed 429s: ${r.malformed429}; connection errors: ${r.errors}, timeouts: ${r.timeouts}`,
       ].join('\n'),
     );

@@ -1,6 +1,6 @@
 /**
  * Which serves two cores better: the bounded queue in front of one model on the main thread (onnxruntime spreading
- * each inference over every core), or worker threads each holding a model on a share of the cores?
+ * each inference over every core), or model processes each holding a model on a share of the cores?
  * Same server, same routes, same load; only the Engine behind the queue differs.
  *
  *   npx tsc -p tsconfig.json --noEmit false --outDir .bench && npm run build && \
@@ -8,7 +8,7 @@
  *     [--configs main:1,main:2,pool:1x2,pool:2x1] [--seconds 20] [--connections 8] [--size 224] [--spin on|off]
  *
  * `main:C`: one model on the main thread behind the queue, C images at once, onnxruntime on every core.
- * `pool:WxT[:C]`: the shipped design, W worker threads with T onnxruntime threads each, C images at once (2W).
+ * `pool:WxT[:C]`: the shipped design, W model processes with T onnxruntime threads each, C images at once (2W).
  * Prints one line per config: answered/s, latency p50/p99 of 200s, peak RSS, event-loop lag p99.
  */
 import { availableParallelism } from 'node:os';
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const server = await startChild([process.argv[1]!, '--child', '--backend', config, '--model', values.model, '--spin', values.spin]);
     try {
       await load(server.url, path, body, contentType, connections, 3); // warm-up: JIT, arenas, first allocations
-      const { result: r, peakRssMiB, lagP99Ms } = await withMemorySampling(server.url, load(server.url, path, body, contentType, connections, seconds));
+      const { result: r, peakRssMiB, lagP99Ms } = await withMemorySampling(server.url, server.child.pid!, load(server.url, path, body, contentType, connections, seconds));
       const bad = r.other.size > 0 || r.errors > 0 ? ` other=${JSON.stringify([...r.other])} errors=${r.errors}` : '';
       console.log(
         `${config.padEnd(10)} ${String(r.okPerSecond).padStart(7)} images/s   p50 ${String(r.p50).padStart(5)} ms   p99 ${String(r.p99).padStart(5)} ms   ` +
