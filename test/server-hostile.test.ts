@@ -208,6 +208,7 @@ describe('clip-iqa serve against hostile clients', () => {
         expect(r.status, body).toBe(400);
         expect(json(r).error.code).toBe('E_BAD_REQUEST');
       }
+      expect(log.some((l) => l.status === 400)).toBe(true);
       expect(log.filter((l) => (l.level as number) >= 50)).toEqual([]);
     });
 
@@ -413,6 +414,8 @@ describe('clip-iqa serve against hostile clients', () => {
     stop(new Error('the test is over'));
     await loading;
     expect(r.status).toBe(503);
+    // The request line is there (so the log is read), and nothing louder.
+    expect(log.some((l) => l.url === '/readyz' && l.status === 503)).toBe(true);
     expect(log.filter((l) => (l.level as number) >= 40)).toEqual([]);
     expect(JSON.stringify(log)).not.toContain('stack');
   });

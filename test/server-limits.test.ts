@@ -187,7 +187,7 @@ describe('clip-iqa serve: limits, auth, readiness, shutdown', () => {
     expect(app.clip.notReady().message).toContain('warm-up broke');
   });
 
-  it('loads its worker threads whatever callbacks the hub options carry (they cannot cross threads)', async () => {
+  it('loads its model processes whatever callbacks the hub options carry (they cannot cross to another process)', async () => {
     const hub = { log: () => undefined, onProgress: () => undefined, signal: new AbortController().signal };
     const { url } = await serve({ model: { model: MODEL, vocab: VOCAB, hub } });
     expect((await fetch(`${url}/readyz`)).status).toBe(200);

@@ -126,7 +126,12 @@ export const inferencePlugin = fp<{ settings: Settings }>(
           try {
             engine = settings.engine
               ? await settings.engine()
-              : await createPoolEngine(settings, { onRestart: (reason) => metrics.workerRestarts.inc({ reason }) });
+              : await createPoolEngine(settings, {
+                  onRestart: (reason) => {
+                    metrics.workerRestarts.inc({ reason });
+                    app.log.warn({ reason }, 'a model process ended; starting another');
+                  },
+                });
             await (engine.warmUp ? engine.warmUp() : warmUp(engine));
           } catch (e) {
             failure = e instanceof Error ? e : new Error(errorMessage(e));

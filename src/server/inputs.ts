@@ -149,7 +149,6 @@ export async function readInput<O extends { url?: string[]; name?: string }>(
     } catch (e) {
       throw multipartError(e);
     }
-    body?.received();
     checkNames(fields.keys(), schema, 'form field');
   } else if (Buffer.isBuffer(request.body) && RAW_IMAGE_TYPES.test(type)) {
     raw = request.body;
@@ -166,6 +165,8 @@ export async function readInput<O extends { url?: string[]; name?: string }>(
     );
   }
 
+  // Whatever the body was (none, for url= alone), it has arrived: the receiving deadline is over.
+  body?.received();
   const merged = validate<O>(request, merge(request.query as Record<string, unknown>, fields, schema));
   if (raw) uploads.push({ name: merged.name ?? RAW_BODY_NAME, bytes: raw, contentType: type });
   const urls = merged.url ?? [];
