@@ -13,15 +13,7 @@ export function promptsCommand(program: Command): Command {
       const attributes = ATTRIBUTES.map((a) => findAttribute(a.name, flags.noisiness)!);
       if (flags.json) {
         const doc = {
-          attributes: attributes.map((a) => ({
-            name: a.name,
-            group: a.group,
-            positive: a.positive,
-            negative: a.negative,
-            high: a.high,
-            low: a.low,
-            higher_better: higherBetter(a),
-          })),
+          attributes: attributes.map((a) => ({ name: a.name, group: a.group, positive: a.positive, negative: a.negative, high: a.high, low: a.low, higher_better: higherBetter(a) })),
           sets: ATTRIBUTE_SETS,
           ensemble: ENSEMBLE_PAIRS.map((p) => ({ positive: p.positive, negative: p.negative })),
           // Every score's direction, by name, as the score outputs give it (custom pairs: higher = more like the first prompt).

@@ -372,7 +372,8 @@ async function scoreAll(iqa: ClipIqa, ctx: RunContext, onInterrupt: (signal: Nod
     const where = output.path ? printable(outputPath!) : 'the output';
     process.stderr.write(
       `clip-iqa: interrupted (${signal}) after ${rows.length} of ${total} images; ${where} holds the results of those ${rows.length} (complete, valid ${format})` +
-        (resume ? `; run the same command again to go on\n` : '\n'),
+        (flags.report || ctx.action ? '; no report written and no files copied, moved or linked' : '') +
+        (resume ? '; run the same command again to go on\n' : '\n'),
     );
     // Inference may still be running on native threads; nothing more is written, so the process may end now.
     setTimeout(() => process.exit(), 1000).unref();
