@@ -1,8 +1,8 @@
 /** The table fitted to the terminal (fake widths), and text from outside made safe to print. */
 import { describe, expect, it } from 'vitest';
-import { type ImageRow, type RunHeader, createFormatter, csvCell } from '../src/cli/output.js';
-import { planTable } from '../src/cli/table.js';
-import { displayWidth, printable } from '../src/cli/terminal.js';
+import { type ImageRow, type RunHeader, csvCell } from '../src/cli/output.js';
+import { displayWidth, planTable, tableFormatter } from '../src/cli/table.js';
+import { printable } from '../src/cli/terminal.js';
 import { DEFAULT_ATTRIBUTES } from '../src/iqa/prompts.js';
 
 const names = [...DEFAULT_ATTRIBUTES];
@@ -11,7 +11,7 @@ const files = ['photos/holiday/2023/IMG_0001.jpg', 'photos/b.png'];
 const row = (file: string): ImageRow => ({ file, width: 4032, height: 3024, scores: Object.fromEntries(names.map((n, i) => [n, i / 12])) });
 
 function render(columns: number | undefined, rows: ImageRow[] = files.map(row)): string {
-  const f = createFormatter('table', header, { columns, files: rows.map((r) => r.file) });
+  const f = tableFormatter(header, { color: false, columns, files: rows.map((r) => r.file) });
   return f.start() + rows.map((r) => f.row(r)).join('') + f.end({ images: 0, scored: 0, failed: 0, skipped: 0, skipped_files: [], seconds: 0, mean: {} });
 }
 
@@ -48,7 +48,7 @@ describe('table layout', () => {
   it('at 80 columns, a few scores stay a wide table, and a long path is cut at its start to fit', () => {
     const few: RunHeader = { ...header, names: ['quality', 'sharpness'] };
     const long = `${'deep/'.repeat(20)}photo.jpg`;
-    const f = createFormatter('table', few, { columns: 80, files: [long] });
+    const f = tableFormatter(few, { color: false, columns: 80, files: [long] });
     const text = f.start() + f.row({ file: long, width: 10, height: 10, scores: { quality: 0.5, sharpness: 0.25 } });
     expect(widest(text)).toBeLessThanOrEqual(80);
     expect(text).toMatch(/\n…eep\/(deep\/)+photo\.jpg\s+10×10\s+0\.5000\s+0\.2500\n/);
@@ -67,7 +67,7 @@ describe('table layout', () => {
   it('counts wide characters as two columns', () => {
     const name = '写真/猫.jpg';
     expect(displayWidth(name)).toBe(11);
-    const f = createFormatter('table', { ...header, names: ['quality'] }, { files: [name, 'ab.jpg'] });
+    const f = tableFormatter({ ...header, names: ['quality'] }, { color: false, columns: undefined, files: [name, 'ab.jpg'] });
     const lines = (f.start() + f.row({ file: name, width: 1, height: 1, scores: { quality: 1 } }) + f.row({ file: 'ab.jpg', width: 1, height: 1, scores: { quality: 1 } })).split('\n');
     expect(displayWidth(lines[1]!)).toBe(displayWidth(lines[2]!));
   });

@@ -19,7 +19,6 @@
 import { lstat, opendir, readFile, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { isAbsolute, join, normalize, resolve } from 'node:path';
-import { parse as parseCsv } from 'csv-parse/sync';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { ClipIqaError, type ErrorCode, errorMessage } from '../errors.js';
 import { hostAllowed, isHttpUrl } from '../image/fetch.js';
@@ -199,6 +198,7 @@ export async function readList(list: string, maxStdinBytes: number): Promise<str
   if (!csv) return lines.filter((l) => l.trim() !== '' && !l.startsWith('#'));
   let records: Record<string, string>[];
   try {
+    const { parse: parseCsv } = await import('csv-parse/sync');
     records = parseCsv(text, { columns: true, comment: '#', comment_no_infix: true, skip_empty_lines: true, relax_column_count: true, bom: true });
   } catch (e) {
     throw new ClipIqaError('E_OPTION', `--from ${list}: not a CSV file that can be read (${errorMessage(e)})`, { cause: e });

@@ -5,7 +5,7 @@
  *   jsonl  a header line {"run", "prompts", "higher_better"}, then one ImageRow per line, as each image finishes
  *   csv    "# run: {…}", "# prompts: {…}", "# higher_better: {…}" comment lines, then
  *          file,width,height,<score names…>,error
- *   table  aligned columns for people, fitted to the terminal (./table.ts)
+ *   table  aligned columns for people, fitted to the terminal (./table.ts, loaded only for tables)
  *
  * ImageRow = {"file", "width", "height", "scores": {name: number}} or {"file", "error": {"code", "message"}}.
  * `run` records what produced the numbers (package version, model and its SHA-256, precision, decoding, …), so
@@ -20,7 +20,6 @@ import type { BatchResult, ScorePlan } from '../api.js';
 import { PLUS } from '../iqa/plus.js';
 import { ENSEMBLE, ENSEMBLE_PAIRS, higherBetter } from '../iqa/prompts.js';
 import { outputError } from '../util/output-file.js';
-import { tableFormatter } from './table.js';
 
 export const FORMATS = ['table', 'json', 'jsonl', 'csv'] as const;
 export type OutputFormat = (typeof FORMATS)[number];
@@ -142,15 +141,8 @@ export interface Formatter {
   end(summary: Summary): string;
 }
 
-export interface FormatterOptions {
-  readonly color?: boolean;
-  /** Terminal width for the table; undefined for no limit. */
-  readonly columns?: number;
-  /** The names of the run's inputs, to size the table's first column before any row is known. */
-  readonly files?: readonly string[];
-}
-
-export function createFormatter(format: OutputFormat, header: RunHeader, options: FormatterOptions = {}): Formatter {
+/** The formatter of a file format; the table is `tableFormatter` in ./table.ts. */
+export function createFormatter(format: Exclude<OutputFormat, 'table'>, header: RunHeader): Formatter {
   switch (format) {
     case 'json':
       return jsonFormatter(header);
@@ -158,8 +150,6 @@ export function createFormatter(format: OutputFormat, header: RunHeader, options
       return { start: () => `${JSON.stringify(headerRecord(header))}\n`, row: (r) => `${JSON.stringify(roundRow(r))}\n`, end: () => '' };
     case 'csv':
       return csvFormatter(header);
-    case 'table':
-      return tableFormatter(header, { color: options.color ?? false, columns: options.columns, files: options.files ?? [] });
   }
 }
 

@@ -272,7 +272,10 @@ async function scoreAll(iqa: ClipIqa, ctx: RunContext, onInterrupt: (signal: Nod
   const output = openOutput(outputPath, 'the results', { append: resume !== undefined });
   const toTerminal = !outputPath && process.stdout.isTTY === true;
   const columns = outputPath ? undefined : toTerminal ? process.stdout.columns : Number(process.env.COLUMNS) || undefined;
-  const formatter = createFormatter(format, header, { color: toTerminal && !process.env.NO_COLOR, columns, files: todo.map((i) => i.name) });
+  const formatter =
+    format === 'table'
+      ? (await import('./table.js')).tableFormatter(header, { color: toTerminal && !process.env.NO_COLOR, columns, files: todo.map((i) => i.name) })
+      : createFormatter(format, header);
   const progress = new BatchProgress(todo.length, { quiet: flags.quiet });
   const filtered = selection.conditions !== undefined || selection.top !== undefined;
   const buffered = flags.sort !== undefined || selection.top !== undefined;

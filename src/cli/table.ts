@@ -8,11 +8,47 @@
  *             quality 0.8123  sharpness 0.4410
  *
  * the first that fits `columns` (the terminal's width; no limit when output is not a terminal). The image column
- * shrinks to fit, down to a minimum, cutting long paths at the start. File names and messages are printed through
- * `printable`, so control characters in them cannot act on the terminal.
+ * shrinks to fit, down to a minimum, cutting long paths at the start. Widths are measured as a terminal shows text
+ * (string-width: East Asian wide characters take two columns). File names, score names and messages are printed
+ * through `printable`, so control characters in them cannot act on the terminal.
  */
+import stringWidth from 'string-width';
 import type { Formatter, ImageRow, RunHeader } from './output.js';
-import { displayWidth, pad, printable, truncate } from './terminal.js';
+import { printable } from './terminal.js';
+
+/** Columns `text` takes on a terminal (wide East Asian characters count two, combining marks none). */
+export const displayWidth = (text: string): number => stringWidth(text);
+
+/** Pads with spaces to `width` columns, on the right (`end`) or the left (`start`). */
+export function pad(text: string, width: number, side: 'start' | 'end' = 'end'): string {
+  const fill = ' '.repeat(Math.max(0, width - displayWidth(text)));
+  return side === 'end' ? text + fill : fill + text;
+}
+
+/** Cuts `text` to `width` columns with an ellipsis, keeping its start (`end`) or, for paths, its end (`start`). */
+export function truncate(text: string, width: number, cut: 'start' | 'end' = 'end'): string {
+  if (displayWidth(text) <= width) return text;
+  if (width <= 1) return '…'.slice(0, width);
+  const chars = [...text];
+  let out = '';
+  let used = 1;
+  if (cut === 'end') {
+    for (const c of chars) {
+      const w = displayWidth(c);
+      if (used + w > width) break;
+      out += c;
+      used += w;
+    }
+    return `${out}…`;
+  }
+  for (let i = chars.length - 1; i >= 0; i--) {
+    const w = displayWidth(chars[i]!);
+    if (used + w > width) break;
+    out = chars[i]! + out;
+    used += w;
+  }
+  return `…${out}`;
+}
 
 export type TableLayout = 'wide' | 'compact' | 'vertical';
 
@@ -38,8 +74,9 @@ interface Plan {
 }
 
 /** Chooses the layout: the first of wide, compact and vertical whose lines fit `columns`. */
-export function planTable(names: readonly string[], files: readonly string[], columns: number | undefined): Plan {
+export function planTable(scoreNames: readonly string[], files: readonly string[], columns: number | undefined): Plan {
   const limit = columns ?? Infinity;
+  const names = scoreNames.map(printable);
   const longest = Math.max(5, ...files.map((f) => displayWidth(printable(f))));
   const wideCells = names.map((n) => Math.max(6, displayWidth(n)));
   const wideRest = 2 + SIZE + wideCells.reduce((a, c) => a + 2 + c, 0);
@@ -71,7 +108,7 @@ export function tableFormatter(header: RunHeader, options: TableOptions): Format
   };
 
   if (plan.layout === 'vertical') {
-    const nameWidth = Math.min(20, Math.max(...header.names.map((n) => displayWidth(n)), 1));
+    const nameWidth = Math.min(20, Math.max(...plan.titles.map((n) => displayWidth(n)), 1));
     const cell = nameWidth + 1 + 6;
     // A line is two spaces of indent and n cells two spaces apart: n × (cell + 2) columns.
     const perLine = Math.max(1, Math.floor((options.columns ?? Infinity) / (cell + 2)));
@@ -80,7 +117,7 @@ export function tableFormatter(header: RunHeader, options: TableOptions): Format
       row(r) {
         const name = truncate(printable(r.file), Math.max(FILE_MIN, (options.columns ?? Infinity) - 2 - SIZE));
         if ('error' in r) return `${name}  ${failure(r)}\n`;
-        const cells = header.names.map((n) => `${pad(truncate(n, nameWidth), nameWidth)} ${value(r.scores[n], 6)}`);
+        const cells = header.names.map((n, i) => `${pad(truncate(plan.titles[i]!, nameWidth), nameWidth)} ${value(r.scores[n], 6)}`);
         const lines: string[] = [];
         for (let i = 0; i < cells.length; i += perLine) lines.push(`  ${cells.slice(i, i + perLine).join('  ')}`);
         return `${name}  ${r.width}×${r.height}\n${lines.join('\n')}\n`;
