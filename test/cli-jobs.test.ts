@@ -3,9 +3,10 @@
  * formats from file names, outputs that never clobber inputs, interruption, --resume after a kill, --from lists,
  * URLs, --keep/--top with --copy-to, metadata in every output, and text from file names made safe.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
@@ -152,6 +153,15 @@ describe('outputs', () => {
     expect(forced.code).toBe(0);
     expect(lines(join(out, 'forced.json'))).toHaveLength(2);
     expect(readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]); // written to a temporary name, renamed
+
+    // A FIFO (or /dev/stdout) is written to as it is, not replaced by a file.
+    const fifo = join(out, 'results.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const read = readFile(fifo, 'utf8');
+    const piped = await runCli([...Q, '--format', 'csv', '-o', fifo, photos[0]!]);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect((await read).split('\n')).toContain('file,width,height,quality,error');
+    expect(statSync(fifo).isFIFO()).toBe(true);
   });
 
   it('JSON records the run, which way each score points, and the mean of each score', async () => {

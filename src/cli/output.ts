@@ -13,7 +13,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, statSync } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BatchResult, ScorePlan } from '../api.js';
@@ -235,17 +235,28 @@ export interface Output {
   discard(): Promise<void>;
 }
 
+function isSpecialFile(path: string): boolean {
+  try {
+    return !statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `path`'s stream. A file is written to a temporary name beside it and renamed over it by `close`, so that a
- * failed or killed run never leaves half a file, nor destroys the previous results, under the name. `append`
+ * failed or killed run never leaves half a file, nor destroys the previous results, under the name (a device or
+ * FIFO such as /dev/stdout is written as it is). `append`
  * (for --resume) adds to the file in place instead: each row is one whole line, and the reader of a cut file
  * drops a torn last line. Write errors (a full disk) end the run with a message at `close` instead of crashing it.
  */
 export function openOutput(path: string | undefined, what: string, options: { append?: boolean } = {}): Output {
   if (path === undefined) return { stream: process.stdout, path: undefined, close: async () => undefined, discard: async () => undefined };
   const target = resolve(path);
-  const temp = options.append ? target : join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const stream = createWriteStream(temp, { flags: options.append ? 'a' : 'wx' });
+  // `-o /dev/stdout`, a FIFO, `>(gzip > x)`: not files to replace, but streams to write to, as they are.
+  const inPlace = options.append || isSpecialFile(target);
+  const temp = inPlace ? target : join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const stream = createWriteStream(temp, { flags: options.append ? 'a' : inPlace ? 'w' : 'wx' });
   let failure: Error | undefined;
   stream.on('error', (e: Error) => (failure ??= e));
   const end = () => new Promise<void>((done) => (stream.closed ? done() : stream.end(() => done())));
