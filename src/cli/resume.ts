@@ -109,7 +109,9 @@ export function checkCompatible(state: ResumeState, header: RunHeader): void {
   const model = a.model_sha256 && b.model_sha256 ? a.model_sha256 !== b.model_sha256 : a.model !== b.model;
   if (model) throw refuse(state.path, `it was scored with the model ${a.model} (${a.model_sha256 ?? 'no SHA-256'}); this run uses ${b.model} (${b.model_sha256 ?? 'no SHA-256'})`);
   for (const key of SETTINGS) {
-    if (!same(a[key], b[key])) throw refuse(state.path, `it was scored with ${key} ${JSON.stringify(a[key])}; this run uses ${JSON.stringify(b[key])}`);
+    // The pixel limit decides which images are refused, not their numbers; by default it follows the memory free.
+    const [x, y] = key === 'decode' ? [{ ...a.decode, max_pixels: undefined }, { ...b.decode, max_pixels: undefined }] : [a[key], b[key]];
+    if (!same(x, y)) throw refuse(state.path, `it was scored with ${key} ${JSON.stringify(a[key])}; this run uses ${JSON.stringify(b[key])}`);
   }
 }
 
