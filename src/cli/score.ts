@@ -48,7 +48,7 @@ Examples:
   $ clip-iqa -a look -p "vivid=Vivid photo.|Dull photo." --format csv -o scores.csv photos/
   $ clip-iqa --plus --json photo.jpg                  add CLIP-IQA+ (learned prompts, official context)
   $ clip-iqa --report report.html photos/             an HTML page with thumbnails and radar charts
-  $ clip-iqa -m model.safetensors --vocab bpe_simple_vocab_16e6.txt.gz photo.png   local files, no download
+  $ clip-iqa -m model.safetensors photo.png           a local model: no download
 
 Exit status: 0 when every image was scored, 1 when some failed (reported, the batch goes on), 2 on bad usage.`,
   );
