@@ -35,7 +35,7 @@ export interface HubFixture {
  * The hub only moves bytes, and its tests cut and resume transfers at offsets up to 5 MB, so the served file is the
  * repository's small fixture model followed by pseudo-random bytes (which compress as little as weights do).
  */
-async function servedPayload(): Promise<Buffer> {
+async function servedPayload(): Promise<Buffer<ArrayBuffer>> {
   const model = await readFile(fixture('tiny-rn', 'model.safetensors'));
   const out = Buffer.alloc(14 << 20);
   model.copy(out);
