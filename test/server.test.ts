@@ -280,7 +280,8 @@ describe('clip-iqa serve: the API', () => {
       limits: { maxUploadBytes: number; auth: boolean; urlFetch: boolean };
       registry: { name: string; kind: string }[];
     };
-    expect(models.model).toMatchObject({ name: 'model.safetensors', family: 'resnet', maps: true, plus: 'clipiqa+-ctx.pth', embedDim: 64 });
+    const { embed_dim: embedDim } = (JSON.parse(readFileSync(fixture('tiny-rn', 'expected.json'), 'utf8')) as { config: { embed_dim: number } }).config;
+    expect(models.model).toMatchObject({ name: 'model.safetensors', family: 'resnet', maps: true, plus: 'clipiqa+-ctx.pth', embedDim });
     expect(models.limits).toMatchObject({ maxUploadBytes: MAX_UPLOAD, auth: false, urlFetch: false });
     expect(models.registry.some((e) => e.name === 'RN50' && e.kind === 'model')).toBe(true);
     const prompts = (await (await fetch(`${url}/v1/prompts`)).json()) as { attributes: { name: string; positive: string }[]; default: string; noisiness: string };
