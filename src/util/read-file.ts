@@ -4,6 +4,7 @@
  * out; here the file is opened without blocking, checked with fstat on the same descriptor (no window for a swap
  * between the check and the read), and at most the size it had when opened is read.
  */
+import { kMaxLength } from 'node:buffer';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { ClipIqaError, type ErrorCode } from '../errors.js';
@@ -41,6 +42,9 @@ export async function readRegularFile(path: string, options: ReadFileOptions): P
         options.code,
         `${path}: the file is ${formatBytes(info.size)}, over the ${formatBytes(options.maxBytes)} limit for ${options.what}; ${options.raise}.`,
       );
+    }
+    if (info.size > kMaxLength) {
+      throw new ClipIqaError(options.code, `${path}: the file is ${formatBytes(info.size)}, more than Node can hold in one buffer (${formatBytes(kMaxLength)}).`);
     }
     const out = Buffer.allocUnsafe(info.size);
     let filled = 0;
