@@ -114,6 +114,7 @@ export const DEFAULT_DECODE_OPTIONS = {
   icc: 'convert',
   limitInputPixels: DEFAULT_LIMIT_INPUT_PIXELS,
   failOn: 'error',
+  maxFileBytes: DEFAULT_MAX_IMAGE_FILE_BYTES,
 } as const satisfies DecodeOptions;
 
 /** Container formats, as reported: sharp's names, with HEIF split into AVIF and HEIC. */
@@ -276,12 +277,13 @@ export function assertMinSize(
 
 // ---------------------------------------------------------------------------------------------------
 
-type CheckedOptions = Required<Omit<DecodeOptions, 'resize' | 'name' | 'maxFileBytes'>> & Pick<DecodeOptions, 'resize' | 'name' | 'maxFileBytes'>;
+type CheckedOptions = Required<Omit<DecodeOptions, 'resize' | 'name'>> & Pick<DecodeOptions, 'resize' | 'name'>;
 
 const RESIZE_OPTIONS: ResizeOptions = { kernel: 'cubic', fit: 'fill', fastShrinkOnLoad: false };
 
 function checkOptions(options: DecodeOptions): CheckedOptions {
-  const o = { ...DEFAULT_DECODE_OPTIONS, ...stripUndefined(options) };
+  // The file size limit defaults to its environment variable when set, so it is resolved per call.
+  const o = { ...DEFAULT_DECODE_OPTIONS, ...stripUndefined(options), maxFileBytes: options.maxFileBytes ?? defaultMaxImageFileBytes() };
   const oneOf = <T extends string>(key: string, value: T, allowed: readonly T[]): void => {
     if (!allowed.includes(value)) {
       throw new ClipIqaError('E_OPTION', `${key} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}.`);
@@ -422,7 +424,7 @@ function fileError(path: string, e: unknown): ClipIqaError {
 async function readSource(
   source: string | Uint8Array,
   name: string | undefined,
-  maxFileBytes: number | undefined,
+  maxFileBytes: number,
 ): Promise<{ name: string; bytes: Uint8Array }> {
   if (typeof source !== 'string') {
     if (source.length === 0) throw new ClipIqaError('E_IMAGE', `${name ?? '<buffer>'}: the image data is empty.`);
@@ -431,7 +433,7 @@ async function readSource(
   let bytes: Uint8Array;
   try {
     bytes = await readRegularFile(source, {
-      maxBytes: maxFileBytes ?? defaultMaxImageFileBytes(),
+      maxBytes: maxFileBytes,
       code: 'E_IMAGE',
       what: 'an image',
       raise: `if the image is genuine, raise the limit with ${MAX_IMAGE_FILE_ENV} or the maxFileBytes decode option`,
