@@ -358,6 +358,16 @@ describe('decodeImage: errors and limits', () => {
     expect(await codeOf(decodeImage(empty))).toMatch(/^E_IMAGE: .*empty\.png: the file is empty/);
   });
 
+  it('reads at most maxFileBytes from a path (issue 10, finding 11); a bad value is E_OPTION', async () => {
+    const path = join(TMP, 'rocket.jpg');
+    writeFileSync(path, rocketBytes);
+    expect((await decodeImage(path, { maxFileBytes: rocketBytes.length })).width).toBeGreaterThan(0);
+    expect(await codeOf(decodeImage(path, { maxFileBytes: 1000 }))).toMatch(
+      /^E_IMAGE: .*rocket\.jpg: the file is [\d.]+ KiB, over the 1000 bytes limit for an image; .*CLIP_IQA_MAX_IMAGE_BYTES/,
+    );
+    expect(await codeOf(decodeImage(path, { maxFileBytes: 0 }))).toMatch(/^E_OPTION: maxFileBytes must be a positive whole number/);
+  });
+
   it('bytes that are not an image: E_IMAGE naming <buffer> (or the given name)', async () => {
     const junk = Buffer.from('this is not an image, just some text that goes on for a while');
     expect(await codeOf(decodeImage(junk))).toMatch(/^E_IMAGE: <buffer>: not an image format that can be read/);

@@ -131,12 +131,12 @@ describe('CLIP tokenizer: vocabulary file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'clip-iqa-tok-'));
   const raw = gunzipSync(readFileSync(VOCAB));
 
-  it('loads (time logged) and accepts an unpacked file', async () => {
+  it('loads the gzip file and accepts an unpacked one', async () => {
+    // Load time is a benchmark figure (printed), not an assertion: a shared machine makes timings flaky.
     const t0 = performance.now();
-    await Tokenizer.fromFile(VOCAB);
-    const ms = performance.now() - t0;
-    // Logged, not asserted: on a shared, loaded machine a timing limit fails at random (the goal is < 150 ms).
-    console.log(`vocabulary load: ${ms.toFixed(1)} ms`);
+    const tok = await Tokenizer.fromFile(VOCAB);
+    console.log(`vocabulary load: ${(performance.now() - t0).toFixed(1)} ms`);
+    expect(tok.tokenize('Good photo.')).toEqual(FIX.cases[0]!.ids);
     const plain = Tokenizer.fromBytes(raw, 'plain.txt');
     expect(plain.tokenize('Good photo.')).toEqual(FIX.cases[0]!.ids);
   });

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ClipIqaError } from '../src/errors.js';
 import { floatToHalf, type Tensor, toFloat32 } from '../src/tensor.js';
 import { inferArchitecture } from '../src/weights/architecture.js';
+import { DEFAULT_READ_LIMITS, resolveReadLimits } from '../src/weights/limits.js';
 import { findClipStateDict, loadCheckpoint, loadPickledObject, sniffCheckpointFormat } from '../src/weights/load.js';
 import { type PickleValue, TorchScriptObject, TorchStorage, TorchTensor } from '../src/weights/pickle.js';
 import { readSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
+import { rejects } from './helpers/rejects.js';
 import { Pickle, buildZip, concat, float32Bytes, int64, torchZip } from './helpers/pickle-bytes.js';
 import { describeEachFixtureSet } from './helpers/shared.js';
 
@@ -27,15 +28,6 @@ function bits(t: Tensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
-async function rejects(p: Promise<unknown>): Promise<ClipIqaError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(ClipIqaError);
-    return e as ClipIqaError;
-  }
-  throw new Error('expected the load to fail');
-}
 
 describeEachFixtureSet(({ models, path: fixture, has }) => {
   const safetensors = (model: string): StateDict => readSafetensors(readFileSync(fixture(model, 'model.safetensors')), `${model}/model.safetensors`);
@@ -212,6 +204,41 @@ describe('hand-built zip checkpoints', () => {
     expect(e.message).toMatch(/a float32 tensor \[2, 3\] \(storage offset 1, strides \[3, 1\]\) reaches element 6 of storage "0", which holds only 6 elements/);
   });
 
+  it('refuses duplicate entry names (torch reads the first, other readers the last)', async () => {
+    const pickle = new Pickle().proto(2).tensorDict({ w: { type: 'FloatStorage', key: '0', numel: 6, size: [6], stride: [1] } }).stop().toBytes();
+    const zip = buildZip([
+      { name: 'archive/data.pkl', data: pickle },
+      { name: 'archive/data/0', data: six },
+      { name: 'archive/data/0', data: float32Bytes([9, 9, 9, 9, 9, 9]) },
+    ]);
+    const e = await rejects(loadCheckpoint(zip, { source: 'dup.pt' }));
+    expect(e.code).toBe('E_WEIGHTS_FORMAT');
+    expect(e.message).toMatch(/^dup\.pt: the zip holds two entries named "archive\/data\/0"; torch reads the first, other zip readers the last/);
+  });
+
+  it('caps what deflated entries may inflate to in all (inflateBytes)', async () => {
+    const pickle = new Pickle()
+      .proto(2)
+      .tensorDict({ a: { type: 'ByteStorage', key: '0', numel: 4096, size: [4096], stride: [1] }, b: { type: 'ByteStorage', key: '1', numel: 4096, size: [4096], stride: [1] } })
+      .stop()
+      .toBytes();
+    const zip = torchZip(pickle, { '0': new Uint8Array(4096), '1': new Uint8Array(4096) }, 'archive', true);
+    expect((await loadCheckpoint(zip, { limits: { inflateBytes: 10_000 } })).size).toBe(2);
+    const e = await rejects(loadCheckpoint(zip, { source: 'z.pt', limits: { inflateBytes: 6000 } }));
+    expect(e.message).toMatch(/^z\.pt: inflating its deflated zip entries would take more than 5\.86 KiB \(inflateBytes\).*CLIP_IQA_MAX_INFLATE_BYTES/);
+  });
+
+  it('refuses a checkpoint without tensors: an empty state dict, a tensor-less TorchScript module', async () => {
+    const empty = new Pickle().proto(2).global('collections', 'OrderedDict').emptyTuple().reduce().stop().toBytes();
+    const e1 = await rejects(loadCheckpoint(torchZip(empty, {}), { source: 'empty.pt' }));
+    expect(e1.message).toMatch(/^empty\.pt: the checkpoint holds no tensors \(top-level keys: none\)/);
+    const module = new Pickle().proto(2).global('__torch__.model', 'CLIP').emptyTuple().newobj();
+    module.emptyDict().mark().str('training').bool(false).setitems().build().stop();
+    const e2 = await rejects(loadCheckpoint(torchZip(module.toBytes(), {}), { source: 'jit.pt' }));
+    expect(e2.code).toBe('E_WEIGHTS_FORMAT');
+    expect(e2.message).toMatch(/^jit\.pt: the checkpoint holds no tensors \(attributes of __torch__\.model\.CLIP: "training"\)/);
+  });
+
   it('refuses a data.pkl that calls os.system, naming it', async () => {
     const evil = new Pickle().proto(2).global('os', 'system').str('touch /tmp/pwned').raw(0x85).reduce().stop().toBytes();
     const e = await rejects(loadCheckpoint(torchZip(evil, {}), { source: 'evil.pth' }));
@@ -246,6 +273,28 @@ describe('legacy (pre-1.6) torch.save files', () => {
     expect(sd.get('b').data[0]).toBe(42n);
   });
 
+  it('recognises and reads files written with pickle protocol 1 (issue 10, finding 19)', async () => {
+    // Protocol 1 has no PROTO opcode or NEWTRUE/NEWFALSE: the magic number is a text LONG, bools are I01/I00.
+    const enc = new TextEncoder();
+    const text = (s: string) => enc.encode(s);
+    const body = new Pickle().emptyDict().mark().str('a').global('torch._utils', '_rebuild_tensor_v2').mark();
+    body.mark().str('storage').global('torch', 'FloatStorage').str('140').str('cpu').int(6).none().tuple().binpersid();
+    body.int(0).ints([3, 2]).ints([1, 3]).raw(...text('I00\n')).global('collections', 'OrderedDict').emptyTuple().reduce().tuple().reduce();
+    body.setitems().stop();
+    const p1 = concat([
+      text('L119547037146038801333356L\n.'),
+      new Pickle().int(1001).stop().toBytes(),
+      new Pickle().emptyDict().mark().str('little_endian').raw(...text('I01\n')).setitems().stop().toBytes(),
+      body.toBytes(),
+      new Pickle().emptyList().mark().str('140').appends().stop().toBytes(),
+      int64(6),
+      float32Bytes([0, 1, 2, 3, 4, 5]),
+    ]);
+    expect(sniffCheckpointFormat(p1)).toBe('torch-legacy');
+    const sd = await loadCheckpoint(p1, { source: 'p1.pth' });
+    expect([...sd.float32('a')]).toEqual([0, 3, 1, 4, 2, 5]);
+  });
+
   it('rejects the file truncated', async () => {
     const e = await rejects(loadCheckpoint(file.subarray(0, file.length - 4), { source: 'old.pth' }));
     expect(e.message).toMatch(/^old\.pth: not a valid legacy torch\.save file: storage "99" runs past the end of the file/);
@@ -266,6 +315,19 @@ describe('loadCheckpoint: inputs that are no checkpoint', () => {
     const e = await rejects(loadCheckpoint('/nonexistent/RN50.pt'));
     expect(e.code).toBe('E_NOT_FOUND');
     expect(e.message).toContain('/nonexistent/RN50.pt');
+  });
+});
+
+describe('read limits', () => {
+  it('come from the option, else the environment variable, else the default; a bad value is E_OPTION', () => {
+    expect(resolveReadLimits({}, {})).toEqual(DEFAULT_READ_LIMITS);
+    expect(resolveReadLimits({}, { CLIP_IQA_PICKLE_BUDGET: '1GiB', CLIP_IQA_MAX_INFLATE_BYTES: '5e9' })).toMatchObject({
+      pickleBudget: 2 ** 30,
+      inflateBytes: 5e9,
+    });
+    expect(resolveReadLimits({ pickleBudget: 1000 }, { CLIP_IQA_PICKLE_BUDGET: '1GiB' }).pickleBudget).toBe(1000);
+    expect(() => resolveReadLimits({}, { CLIP_IQA_MAX_HEADER_BYTES: 'lots' })).toThrowError(/^CLIP_IQA_MAX_HEADER_BYTES="lots" is not a size/);
+    expect(() => resolveReadLimits({ expandBytes: -1 })).toThrowError(/limits\.expandBytes must be a positive whole number of bytes/);
   });
 });
 
