@@ -7,8 +7,10 @@
  * Data flows one way: source → pixels (image/) → image features (model/); prompts → tokens (text/) →
  * text features (iqa/text-features); features → scores (iqa/score).
  */
+import { createHash } from 'node:crypto';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
-import { type HubOptions, type ResolvedFile, resolveSource } from './hub/resolve.js';
+import { type ResolvedFile, resolveSource } from './hub/resolve.js';
+import type { HubOptions } from './hub/settings.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
 import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
@@ -31,7 +33,7 @@ import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, typ
 import type { Precision, RuntimeOptions } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
-import { loadCheckpoint } from './weights/load.js';
+import { loadClipModel } from './weights/layout.js';
 import { StateDict } from './weights/state-dict.js';
 
 export { PLUS };
@@ -250,16 +252,23 @@ export class ClipIqa {
     const { model } = options;
     const { modelFile, vocabFile, plusFile } = await resolveModelFiles(options);
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const [sd, tokenizer, context, identity] = await Promise.all([
-      model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
+    const [clip, tokenizer, context, weightsIdentity] = await Promise.all([
+      loadClipModel({
+        weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
+        config: modelFile?.config,
+        architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
+      }),
       options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
       options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
     ]);
-    // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root.
+    const { sd, architecture } = clip;
+    // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
+    // read with another config (activation, heads) are another model.
+    const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
     const store = identity ? new FeatureStore(cacheRoot({ cacheDir: hub.cacheDir }), identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
-    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}) });
+    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), architecture });
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;

@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { ClipIqaOptions } from '../api.js';
 import { createProgressBar } from '../hub/progress.js';
-import type { HubOptions } from '../hub/resolve.js';
+import type { HubOptions } from '../hub/settings.js';
 import { ALPHA_MODES, type DecodeOptions, ICC_MODES, ORIENTATION_MODES, type ResizePolicy } from '../image/decode.js';
 import type { NoisinessPolarity } from '../iqa/prompts.js';
 import { POSITIONAL_MODES, type PositionalMode } from '../model/types.js';
