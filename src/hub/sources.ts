@@ -237,20 +237,23 @@ export function hubSource(r: RepoFile): Source {
         if (info.size !== null && info.size > st.maxDownloadBytes) {
           throw new Error(`${file} is ${info.size} bytes, more than the download limit of ${st.maxDownloadBytes} (raise it with CLIP_IQA_MAX_DOWNLOAD)`);
         }
-        // The small config first: a model whose config cannot be had is not worth its gigabytes.
+        // The config's metadata first: a model whose config the hub refuses is not worth its gigabytes.
         const configName = configOf(file);
-        let config: string | null = null;
+        let configInfo: HfFileInfo | null = null;
         if (configName) {
           try {
-            const cinfo = await fileInfo(st, r.repo, commit, configName, timeout, options.signal);
-            const ct = target({ ...r, files: [configName], sha256: null, sha256Prefix: null }, ctx, commit, configName, cinfo, null);
-            config = (await fetchStored(ct, st, options)).path;
+            configInfo = await fileInfo(st, r.repo, commit, configName, timeout, options.signal);
           } catch (e) {
             if (!(e instanceof HfError && e.missing)) throw e;
             st.log('warn', `${r.repo} has no ${configName} beside ${file}: reading it as OpenAI's CLIP (QuickGELU)`);
           }
         }
-        const stored = await fetchStored(target(r, ctx, commit, file, info, config && configName), st, options);
+        const stored = await fetchStored(target(r, ctx, commit, file, info, configInfo && configName), st, options);
+        let config: string | null = null;
+        if (configName && configInfo) {
+          const ct = target({ ...r, files: [configName], sha256: null, sha256Prefix: null }, ctx, commit, configName, configInfo, null);
+          config = (await fetchStored(ct, st, options)).path;
+        }
         if (r.revision !== commit) {
           const ref = hfRefPath(st.root, r.repo, r.revision);
           await ensureDir(join(ref, '..'), `recording ${r.revision} of ${r.repo}`);
