@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
-import { type ResolvedFile, resolveSource } from './hub/resolve.js';
+import { type FileRequest, type ResolvedFile, resolveSources } from './hub/resolve.js';
 import type { HubOptions } from './hub/settings.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
@@ -28,7 +28,6 @@ import { pairScores } from './iqa/score.js';
 import { TextFeatureCache } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
-import { cacheRoot } from './hub/cache.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import type { Precision, RuntimeOptions } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
@@ -205,6 +204,8 @@ export interface ModelFiles {
   readonly modelFile?: ResolvedFile;
   readonly vocabFile?: ResolvedFile;
   readonly plusFile?: ResolvedFile;
+  /** The model cache they were resolved in (derived data such as text features is kept there too). */
+  readonly cacheRoot: string;
 }
 
 /**
@@ -213,14 +214,19 @@ export interface ModelFiles {
  * find everything in the cache.
  */
 export async function resolveModelFiles(options: ClipIqaOptions): Promise<ModelFiles> {
-  const hub = options.hub ?? {};
   const { model, vocab, plus } = options;
-  // One after another, so that progress bars of first-time downloads do not interleave.
-  const modelFile = model instanceof StateDict || model instanceof Uint8Array ? undefined : await resolveSource(model, 'model', hub);
-  const vocabFile = vocab instanceof Uint8Array ? undefined : await resolveSource(vocab, 'vocab', hub);
-  const plusFile =
-    plus === undefined || plus === false || plus instanceof Uint8Array ? undefined : await resolveSource(plus === true ? undefined : plus, 'context', hub);
-  return { modelFile, vocabFile, plusFile };
+  const requests: (FileRequest | undefined)[] = [
+    model instanceof StateDict || model instanceof Uint8Array ? undefined : { spec: model, kind: 'model' },
+    vocab instanceof Uint8Array ? undefined : { spec: vocab, kind: 'vocab' },
+    plus === undefined || plus === false || plus instanceof Uint8Array ? undefined : { spec: plus === true ? undefined : plus, kind: 'context' },
+  ];
+  // One entry into the hub for all three: one reading of the environment, files fetched one after another.
+  const { files, root } = await resolveSources(
+    requests.filter((r) => r !== undefined),
+    options.hub ?? {},
+  );
+  const next = (r: FileRequest | undefined) => (r ? files.shift() : undefined);
+  return { modelFile: next(requests[0]), vocabFile: next(requests[1]), plusFile: next(requests[2]), cacheRoot: root };
 }
 
 /** CLIP-IQA over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
@@ -248,9 +254,8 @@ export class ClipIqa {
   static async load(options: ClipIqaOptions = {}): Promise<ClipIqa> {
     checkPositional(options.positional, 'positional');
     checkPositional(options.plusPositional, 'plusPositional');
-    const hub = options.hub ?? {};
     const { model } = options;
-    const { modelFile, vocabFile, plusFile } = await resolveModelFiles(options);
+    const { modelFile, vocabFile, plusFile, cacheRoot } = await resolveModelFiles(options);
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
     const [clip, tokenizer, context, weightsIdentity] = await Promise.all([
       loadClipModel({
@@ -266,7 +271,7 @@ export class ClipIqa {
     // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
     // read with another config (activation, heads) are another model.
     const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
-    const store = identity ? new FeatureStore(cacheRoot({ cacheDir: hub.cacheDir }), identity) : undefined;
+    const store = identity ? new FeatureStore(cacheRoot, identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
     const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), architecture });
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;

@@ -25,7 +25,8 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix, win32, dirname, isAbsolute, resolve } from 'node:path';
 import { ClipIqaError, errCode, isErrno } from '../errors.js';
@@ -214,23 +215,36 @@ export async function gitBlobSha1(path: string, size: number, signal?: AbortSign
   return hash.digest('hex');
 }
 
+/** The manifest beside `file`; null when absent, unreadable, malformed, or a link (never followed). */
 export async function readManifest(file: string): Promise<Manifest | null> {
+  let fh;
   try {
-    if ((await lstat(manifestPath(file))).isSymbolicLink()) return null;
-    const m = JSON.parse(await readFile(manifestPath(file), 'utf8')) as Partial<Manifest>;
+    fh = await open(manifestPath(file), constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    const m = JSON.parse(await fh.readFile('utf8')) as Partial<Manifest>;
     if (m.version !== 1 || typeof m.sha256 !== 'string' || typeof m.size !== 'number') return null;
     return m as Manifest;
   } catch {
     return null;
+  } finally {
+    await fh?.close();
   }
 }
 
-/** A cached file whose manifest agrees with what is expected (size from the manifest, hash not recomputed). */
+/**
+ * A cached file whose manifest agrees with what is expected (size from the manifest, hash not recomputed); null
+ * when there is none. A link at `file` is refused (E_CACHE) rather than followed.
+ */
 export async function cachedManifest(file: string, expected: ExpectedHash): Promise<Manifest | null> {
-  const size = await fileSize(file);
-  if (size === null) return null;
+  let st;
+  try {
+    st = await lstat(file);
+  } catch {
+    return null;
+  }
+  if (st.isSymbolicLink()) await refuseLink(file);
+  if (!st.isFile()) return null;
   const m = await readManifest(file);
-  if (!m || m.size !== size || checkHash(expected, m.sha256) === null) return null;
+  if (!m || m.size !== st.size || checkHash(expected, m.sha256) === null) return null;
   return m;
 }
 

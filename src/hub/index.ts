@@ -65,7 +65,7 @@ export {
   type HubOptions,
   type HubSettings,
 } from './settings.js';
-export { cachedPathOf, parseSource, resolveFile, resolveSource, type ResolvedFile, type SourceSpec } from './resolve.js';
+export { cachedPathOf, parseSource, resolveFile, resolveSource, resolveSources, type FileRequest, type ResolvedFile, type SourceSpec } from './resolve.js';
 export {
   cachePath,
   describeVerification,

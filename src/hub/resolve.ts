@@ -272,8 +272,24 @@ function describeSpec(src: SourceSpec, kind: FileKind): string {
  * `spec` undefined means the registry's default of `kind` (RN50, the BPE vocabulary, clipiqa+).
  */
 export async function resolveSource(spec: string | undefined, kind: FileKind, options: HubOptions = {}): Promise<ResolvedFile> {
+  return (await resolveSources([{ spec, kind }], options)).files[0]!;
+}
+
+/** One file to resolve: a spec (undefined: the registry's default) of a kind. */
+export interface FileRequest {
+  readonly spec: string | undefined;
+  readonly kind: FileKind;
+}
+
+/**
+ * Resolves several files with one reading of the options and environment, one after another (so that progress bars
+ * of first downloads do not interleave); returns them in order with the cache root they were resolved in.
+ */
+export async function resolveSources(requests: readonly FileRequest[], options: HubOptions = {}): Promise<{ files: ResolvedFile[]; root: string }> {
   const st = hubSettings(options);
-  return resolveParsed(await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry), kind, st, options);
+  const files: ResolvedFile[] = [];
+  for (const { spec, kind } of requests) files.push(await resolveParsed(await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry), kind, st, options));
+  return { files, root: st.root };
 }
 
 /**

@@ -10,9 +10,9 @@
  * source has one, downloads into clip-iqa's cache through store.ts, the one place files are verified and kept.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { ClipIqaError } from '../errors.js';
-import { configFileFor, WEIGHT_FILES } from '../weights/files.js';
+import { configBeside, configFileFor, WEIGHT_FILES } from '../weights/files.js';
 import { describeExpected, ensureDir, fileSize, hfPath, hfRefPath, refuseLink, sha256File, writeTextAtomic, type ExpectedHash, type Verification } from './cache.js';
 import { COMMIT, fileInfo, formatHfId, HfError, hubAuth, resolveUrl, type HfFileInfo } from './hf.js';
 import { cachedCommit, cachedFile } from './hf-cache.js';
@@ -93,8 +93,7 @@ export function localSource(path: string, isDir: boolean): Source {
     label: path,
     async find({ kind }) {
       if (!isDir) {
-        const configName = kind === 'model' ? configFileFor(basename(path)) : null;
-        const config = configName && (await isFile(join(dirname(path), configName))) ? join(dirname(path), configName) : null;
+        const config = kind === 'model' ? await configBeside(path) : null;
         return resolved({ path, config, source: 'path', entry: null, sha256: null, verification: null, downloaded: false, url: null });
       }
       const { weights, config } = await modelInFolder(path);

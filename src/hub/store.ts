@@ -14,7 +14,6 @@ import {
   fileSize,
   manifestPath,
   readManifest,
-  refuseLink,
   sha256File,
   writeManifest,
   type ExpectedHash,
@@ -82,7 +81,6 @@ export function unverifiedWarning(t: CacheTarget, sha256: string): string {
  * (the damaged copy is removed). A link at `dest` is refused: the cache never holds one of its own.
  */
 export async function lookup(t: CacheTarget, st: HubSettings, signal?: AbortSignal): Promise<StoredFile | null> {
-  await refuseLink(t.dest);
   const m = await cachedManifest(t.dest, t.expected);
   if (m) return { path: t.dest, sha256: m.sha256, verification: m.verification, downloaded: false, url: m.url, manifest: m };
   if ((await fileSize(t.dest)) === null) return null;

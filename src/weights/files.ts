@@ -1,7 +1,10 @@
 /**
- * Which file of a model folder (or a Hugging Face repository) holds the weights, and which config goes with it.
- * Only names: no reading, so that the hub can use the same rules before anything is downloaded.
+ * Which file of a model folder (or a Hugging Face repository) holds the weights, and which config goes with it:
+ * the publishers' naming conventions, with nothing read but directory entries, so that the hub can apply them
+ * before anything is downloaded without loading the checkpoint readers.
  */
+import { stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * Weight files in the order a user expects them to be picked: open_clip's own file first (timm's repos of
@@ -22,4 +25,15 @@ export function configFileFor(weightsName: string): string | null {
   if (weightsName.startsWith('open_clip_')) return OPEN_CLIP_CONFIG;
   if (/^(model|pytorch_model)([-.].*)?\.(safetensors|bin)$/.test(weightsName)) return TRANSFORMERS_CONFIG;
   return null;
+}
+
+/** The config file the naming conventions put beside a weights file, if it is there. */
+export async function configBeside(weightsPath: string): Promise<string | null> {
+  const name = configFileFor(basename(weightsPath));
+  if (!name) return null;
+  const path = join(dirname(weightsPath), name);
+  return stat(path).then(
+    (s) => (s.isFile() ? path : null),
+    () => null,
+  );
 }

@@ -5,10 +5,8 @@
  * attention heads, LayerNorm epsilon). Models CLIP-IQA cannot run are refused here, naming what was found.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { ClipIqaError, errCode } from '../errors.js';
 import { type ClipArchitecture, type TextTower, type VitVision, inferArchitecture } from './architecture.js';
-import { configFileFor } from './files.js';
 import { type ModelConfig, type TowerConfig, isObject, unsupported } from './layouts/config.js';
 import { parseOpenClipConfig } from './layouts/open-clip.js';
 import { fromTransformers, isTransformersLayout, parseTransformersConfig } from './layouts/transformers.js';
@@ -69,18 +67,6 @@ export async function readModelConfig(path: string): Promise<ModelConfig> {
     'E_WEIGHTS_FORMAT',
     `${path}: neither an open_clip config (model_cfg) nor a transformers config (model_type, text_config, vision_config).`,
   );
-}
-
-/** The config file the naming conventions put beside a weights file, if it is there. */
-export async function configBeside(weightsPath: string): Promise<string | null> {
-  const name = configFileFor(basename(weightsPath));
-  if (!name) return null;
-  const path = join(dirname(weightsPath), name);
-  try {
-    return (await stat(path)).isFile() ? path : null;
-  } catch {
-    return null;
-  }
 }
 
 /**
