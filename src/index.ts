@@ -63,5 +63,6 @@ export type { RuntimeOptions } from './runtime/options.js';
 export { loadCheckpoint, loadPickledObject } from './weights/load.js';
 export { loadSafetensors, readSafetensors } from './weights/safetensors.js';
 export { StateDict } from './weights/state-dict.js';
-export { describeArchitecture, inferArchitecture, type ClipArchitecture } from './weights/architecture.js';
+export { describeArchitecture, inferArchitecture, type Activation, type ClipArchitecture } from './weights/architecture.js';
+export { loadClipModel, readModelConfig, type ClipModel, type ClipModelFiles, type Layout, type ModelConfig } from './weights/layout.js';
 export * as hub from './hub/index.js';

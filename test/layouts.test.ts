@@ -204,3 +204,13 @@ describe('configs beside weights', () => {
     }
   });
 });
+
+describe('files beyond what fs.readFile reads at once', () => {
+  it('are read whole in chunks (ViT-H-14 is a 3.9 GB file)', async () => {
+    const { readWholeFile } = await import('../src/weights/read-file.js');
+    const path = fixture('tiny-rn', 'model.safetensors');
+    const whole = await (await import('node:fs/promises')).readFile(path);
+    // Chunks of 1 MB stand for chunks of 1 GiB.
+    expect((await readWholeFile(path, 1 << 20)).equals(whole)).toBe(true);
+  });
+});

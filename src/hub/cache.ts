@@ -26,7 +26,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix, win32, dirname, isAbsolute, resolve } from 'node:path';
 import { ClipIqaError, errCode, isErrno } from '../errors.js';
@@ -103,6 +103,24 @@ export function hfPath(root: string, repo: string, commit: string, path: string)
 /** Where the commit a revision named is remembered. */
 export function hfRefPath(root: string, repo: string, revision: string): string {
   return resolve(root, 'hf', repoFolder(repo), 'refs', safeSegment(encodeURIComponent(revision)));
+}
+
+/** A git commit id. */
+export const COMMIT = /^[0-9a-f]{40}$/;
+
+/** The commit written in a ref file (clip-iqa's or huggingface_hub's); null when there is none. */
+export async function commitIn(refFile: string): Promise<string | null> {
+  try {
+    const commit = (await readFile(refFile, 'utf8')).trim();
+    return COMMIT.test(commit) ? commit : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The commit a revision names in clip-iqa's cache: itself when it is one, else what was recorded when it was fetched. */
+export async function refCommit(root: string, repo: string, revision: string): Promise<string | null> {
+  return COMMIT.test(revision) ? revision : commitIn(hfRefPath(root, repo, revision));
 }
 
 export const manifestPath = (file: string): string => `${file}.meta.json`;

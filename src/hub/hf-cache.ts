@@ -10,9 +10,9 @@
  * (a link anywhere else is ignored); a snapshot file that is a plain copy (Windows without symlinks) is used too.
  * An LFS blob is named by its SHA-256, which is compared with a pinned hash instead of re-hashing gigabytes.
  */
-import { lstat, readFile, realpath, stat } from 'node:fs/promises';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
-import { COMMIT } from './hf.js';
+import { COMMIT, commitIn } from './cache.js';
 
 export interface HfCacheFile {
   /** The path in the snapshot (a link into blobs/, or a copy). */
@@ -26,13 +26,7 @@ export const repoDir = (root: string, repo: string): string => join(root, `model
 
 /** The commit a revision names in the cache: itself when it is one, else `refs/<revision>`; null when unknown. */
 export async function cachedCommit(root: string, repo: string, revision: string): Promise<string | null> {
-  if (COMMIT.test(revision)) return revision;
-  try {
-    const commit = (await readFile(join(repoDir(root, repo), 'refs', ...revision.split('/')), 'utf8')).trim();
-    return COMMIT.test(commit) ? commit : null;
-  } catch {
-    return null;
-  }
+  return COMMIT.test(revision) ? revision : commitIn(join(repoDir(root, repo), 'refs', ...revision.split('/')));
 }
 
 /** A file of the repository at `commit`, if the cache holds it whole; null otherwise. */

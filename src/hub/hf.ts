@@ -12,6 +12,7 @@
  * `hf:ORG/NAME[@REVISION][/PATH/IN/REPO]`.
  */
 import { ClipIqaError } from '../errors.js';
+import { COMMIT } from './cache.js';
 import { REDIRECTS, type Response, redirectTarget, requestHttp } from './download.js';
 import type { HubSettings } from './settings.js';
 
@@ -26,7 +27,6 @@ export interface HfId {
 
 export const HF_PREFIX = 'hf:';
 const PART = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
-export const COMMIT = /^[0-9a-f]{40}$/;
 
 /**
  * Parses `hf:ORG/NAME[@REVISION][/PATH]`. A revision holding a slash is written URL-encoded (`feature%2Fx`),

@@ -2,7 +2,7 @@
  * What the CLI's `models` commands need: list the registry with its sources and what is cached, pull, verify,
  * remove, and the cache root. No printing here: each function returns data for the caller to present.
  */
-import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
+import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { ClipIqaError, isErrno } from '../errors.js';
 import { WEIGHT_FILES } from '../weights/files.js';
@@ -12,18 +12,19 @@ import {
   describeExpected,
   fileSize,
   hfPath,
-  hfRefPath,
   isSideFile,
   lockPath,
   manifestPath,
   partInfoPath,
   partPath,
   readManifest,
+  refCommit,
+  repoFolder,
   sha256File,
   type Manifest,
   type Verification,
 } from './cache.js';
-import { COMMIT, formatHfId } from './hf.js';
+import { formatHfId } from './hf.js';
 import { cachedCommit, cachedFile } from './hf-cache.js';
 import { acquireLock } from './lock.js';
 import { findEntry, type FileKind, type RegistryEntry } from './registry.js';
@@ -145,20 +146,10 @@ async function itemOf(path: string, entry: RegistryEntry | null, m: Manifest | n
   };
 }
 
-async function commitOf(root: string, repo: string, revision: string): Promise<string | null> {
-  if (COMMIT.test(revision)) return revision;
-  try {
-    const c = (await readFile(hfRefPath(root, repo, revision), 'utf8')).trim();
-    return COMMIT.test(c) ? c : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Where a registry entry's file is cached, if it is: a hub copy in clip-iqa's cache or huggingface_hub's, or the publisher's file. */
 async function registryItem(e: RegistryEntry, st: HubSettings): Promise<CacheItem> {
   for (const h of e.hub ?? []) {
-    const commit = await commitOf(st.root, h.repo, h.revision ?? 'main');
+    const commit = await refCommit(st.root, h.repo, h.revision ?? 'main');
     if (!commit) continue;
     const p = hfPath(st.root, h.repo, commit, h.file);
     if ((await fileSize(p)) !== null) return itemOf(p, e, await readManifest(p), st);
@@ -172,9 +163,10 @@ async function registryItem(e: RegistryEntry, st: HubSettings): Promise<CacheIte
       }
     }
   }
+  // Not cached: where the publisher's file would be, or the hub repository's folder (its commit is not known yet).
   const t = publisherTarget({ type: 'registry', entry: e }, st);
-  const p = t?.dest ?? hfPath(st.root, e.hub![0]!.repo, e.hub![0]!.revision ?? 'main', e.hub![0]!.file);
-  return itemOf(p, e, await readManifest(p), st);
+  const p = t?.dest ?? join(st.root, 'hf', repoFolder(e.hub![0]!.repo));
+  return itemOf(p, e, t ? await readManifest(p) : null, st);
 }
 
 /**
@@ -370,7 +362,7 @@ export async function removeModel(name: string, options: HubOptions & { readonly
         ? [{ repo: src.repo, revision: src.revision, files: src.file ? [src.file] : WEIGHT_FILES }]
         : [];
   for (const r of repoFiles) {
-    const commit = await commitOf(st.root, r.repo, r.revision);
+    const commit = await refCommit(st.root, r.repo, r.revision);
     if (!commit) continue;
     for (const f of r.files) {
       const p = hfPath(st.root, r.repo, commit, f);

@@ -9,12 +9,12 @@
  * `find` answers without the network (a local path, clip-iqa's cache, the huggingface_hub cache); `fetch`, when a
  * source has one, downloads into clip-iqa's cache through store.ts, the one place files are verified and kept.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipIqaError } from '../errors.js';
 import { configBeside, configFileFor, WEIGHT_FILES } from '../weights/files.js';
-import { describeExpected, ensureDir, fileSize, hfPath, hfRefPath, refuseLink, sha256File, writeTextAtomic, type ExpectedHash, type Verification } from './cache.js';
-import { COMMIT, fileInfo, formatHfId, HfError, hubAuth, resolveUrl, type HfFileInfo } from './hf.js';
+import { COMMIT, describeExpected, ensureDir, fileSize, hfPath, hfRefPath, refCommit, refuseLink, sha256File, writeTextAtomic, type ExpectedHash, type Verification } from './cache.js';
+import { fileInfo, formatHfId, HfError, hubAuth, resolveUrl, type HfFileInfo } from './hf.js';
 import { cachedCommit, cachedFile } from './hf-cache.js';
 import type { FileKind, RegistryEntry } from './registry.js';
 import type { HubOptions, HubSettings } from './settings.js';
@@ -151,16 +151,6 @@ function expectedOf(r: RepoFile, info: HfFileInfo | null): ExpectedHash {
   return { sha256: null, sha256Prefix: prefix, gitSha1: info?.gitSha1 ?? null };
 }
 
-async function readRef(root: string, repo: string, revision: string): Promise<string | null> {
-  if (COMMIT.test(revision)) return revision;
-  try {
-    const commit = (await readFile(hfRefPath(root, repo, revision), 'utf8')).trim();
-    return COMMIT.test(commit) ? commit : null;
-  } catch {
-    return null;
-  }
-}
-
 function target(r: RepoFile, ctx: SourceContext, commit: string, file: string, info: HfFileInfo | null, config: string | null): CacheTarget {
   const { st } = ctx;
   const url = resolveUrl(st.hfEndpoint, r.repo, commit, file);
@@ -187,7 +177,7 @@ export function hubSource(r: RepoFile): Source {
     label: `Hugging Face ${repoLabel(r)}`,
     async find(ctx) {
       const { st, options } = ctx;
-      const commit = await readRef(st.root, r.repo, r.revision);
+      const commit = await refCommit(st.root, r.repo, r.revision);
       if (!commit) return null;
       for (const file of r.files) {
         const t = target(r, ctx, commit, file, null, null);

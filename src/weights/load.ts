@@ -10,6 +10,7 @@ import { type PickleDict, type PickleValue, TorchScriptObject, TorchTensor, desc
 import { isSafetensors, readSafetensors } from './safetensors.js';
 import { StateDict } from './state-dict.js';
 import { type TorchArchive, isLegacyTorchSave, isZip, readLegacyTorchSave, readTorchZip, stateDictFromValue } from './torch-save.js';
+import { readWholeFile } from './read-file.js';
 import { torchScriptStateDict } from './torchscript.js';
 
 export type CheckpointFormat = 'safetensors' | 'torch-zip' | 'torch-legacy';
@@ -38,9 +39,7 @@ async function input(pathOrBytes: string | Uint8Array, options: LoadOptions): Pr
   } catch (e) {
     const code = errCode(e);
     if (code === 'ENOENT') throw new ClipIqaError('E_NOT_FOUND', `${pathOrBytes}: no such checkpoint file.`, { cause: e });
-    if (code === 'ERR_FS_FILE_TOO_LARGE') {
-      throw new ClipIqaError('E_WEIGHTS_FORMAT', `${pathOrBytes}: the file is larger than the 2 GiB Node can read at once; no CLIP checkpoint is that large.`, { cause: e });
-    }
+    if (code === 'ERR_FS_FILE_TOO_LARGE') return { bytes: await readWholeFile(pathOrBytes), source: options.source ?? pathOrBytes };
     throw new ClipIqaError('E_NOT_FOUND', `${pathOrBytes}: cannot read the checkpoint (${(e as Error).message}).`, { cause: e });
   }
 }
