@@ -11,6 +11,7 @@
  * `hf:` ids name a repository, a revision and optionally a file, as huggingface_hub's file system paths do:
  * `hf:ORG/NAME[@REVISION][/PATH/IN/REPO]`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ClipIqaError } from '../errors.js';
 import { COMMIT } from './cache.js';
 import { REDIRECTS, type Response, redirectTarget, requestHttp } from './download.js';
@@ -91,6 +92,8 @@ export class HfError extends Error {
   constructor(
     message: string,
     readonly missing: boolean,
+    /** Worth asking again later: no answer, 5xx, 429. */
+    readonly transient = false,
   ) {
     super(message);
   }
@@ -122,14 +125,38 @@ function statusError(res: Response, repo: string, file: string, revision: string
     if (code === 'RevisionNotFound') return new HfError(`HTTP 404: ${repo} has no revision "${revision}"`, false);
     return new HfError(`HTTP 404: ${repo} has no file ${file} at revision ${revision}`, true);
   }
-  return new HfError(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''} from ${res.url}`, false);
+  return new HfError(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''} from ${res.url}`, false, res.status >= 500 || res.status === 429 || res.status === 408);
+}
+
+export interface InfoOptions {
+  readonly connectTimeoutMs?: number;
+  /** Retries after a failure that may pass (no answer, 5xx, 429); default 4. */
+  readonly retries?: number;
+  /** First backoff delay, doubling; default 1000 ms. */
+  readonly retryDelayMs?: number;
+  readonly signal?: AbortSignal;
 }
 
 /**
- * HEADs a file of a repository: relative (same-host) redirects are followed, the first cross-host one is where
- * the metadata is read, as huggingface_hub does. Throws HfError for a missing file or a refusal.
+ * HEADs a file of a repository (see `headOnce`), retrying with backoff while the failure may pass, as
+ * huggingface_hub does. Throws HfError for a missing file or a refusal.
  */
-export async function fileInfo(st: HubSettings, repo: string, revision: string, file: string, timeoutMs: number, signal?: AbortSignal): Promise<HfFileInfo> {
+export async function fileInfo(st: HubSettings, repo: string, revision: string, file: string, o: InfoOptions = {}): Promise<HfFileInfo> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await headOnce(st, repo, revision, file, o.connectTimeoutMs ?? 30_000, o.signal);
+    } catch (e) {
+      if (!(e instanceof HfError) || !e.transient || attempt >= (o.retries ?? 4)) throw e;
+      await sleep((o.retryDelayMs ?? 1000) * 2 ** attempt, undefined, { signal: o.signal });
+    }
+  }
+}
+
+/**
+ * One HEAD of a file: relative (same-host) redirects are followed, the first cross-host one is where the metadata is
+ * read, as huggingface_hub does.
+ */
+async function headOnce(st: HubSettings, repo: string, revision: string, file: string, timeoutMs: number, signal?: AbortSignal): Promise<HfFileInfo> {
   const auth = hubAuth(st);
   let url = new URL(resolveUrl(st.hfEndpoint, repo, revision, file));
   const headers: Record<string, string> = { 'user-agent': 'clip-iqa', 'accept-encoding': 'identity' };
@@ -139,7 +166,7 @@ export async function fileInfo(st: HubSettings, repo: string, revision: string, 
       res = await requestHttp(url, auth && url.host === auth.host ? { ...headers, authorization: auth.header } : headers, timeoutMs, signal, 'HEAD');
     } catch (e) {
       if ((e as Error | null)?.name === 'AbortError') throw e;
-      throw new HfError(`cannot reach ${url.origin}: ${(e as Error).message}${st.hfEndpoint === 'https://huggingface.co' ? ' (a mirror: set HF_ENDPOINT)' : ''}`, false);
+      throw new HfError(`cannot reach ${url.origin}: ${(e as Error).message}${st.hfEndpoint === 'https://huggingface.co' ? ' (a mirror: set HF_ENDPOINT)' : ''}`, false, true);
     }
     res.body.resume();
     const redirect = REDIRECTS.includes(res.status);

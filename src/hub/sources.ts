@@ -196,12 +196,12 @@ export function hubSource(r: RepoFile): Source {
     },
     async fetch(ctx) {
       const { st, options } = ctx;
-      const timeout = options.connectTimeoutMs ?? 30_000;
+      const io = { connectTimeoutMs: options.connectTimeoutMs, retries: options.retries, retryDelayMs: options.retryDelayMs, signal: options.signal };
       const missing: string[] = [];
       for (const file of r.files) {
         let info: HfFileInfo;
         try {
-          info = await fileInfo(st, r.repo, r.revision, file, timeout, options.signal);
+          info = await fileInfo(st, r.repo, r.revision, file, io);
         } catch (e) {
           if (e instanceof HfError && e.missing) {
             missing.push(file);
@@ -231,7 +231,7 @@ export function hubSource(r: RepoFile): Source {
         let configInfo: HfFileInfo | null = null;
         if (configName) {
           try {
-            configInfo = await fileInfo(st, r.repo, commit, configName, timeout, options.signal);
+            configInfo = await fileInfo(st, r.repo, commit, configName, io);
           } catch (e) {
             if (!(e instanceof HfError && e.missing)) throw e;
             st.log('warn', `${r.repo} has no ${configName} beside ${file}: reading it as OpenAI's CLIP (QuickGELU)`);
