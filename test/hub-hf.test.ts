@@ -337,7 +337,7 @@ describe('hf: ids in the server and the CLI', () => {
     const list = await runCli(['models', 'list'], { env });
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toMatch(/hf:laion\/gelu@[0-9a-f]{40}\/open_clip_model\.safetensors .*hub sha256, trust on first use/);
-    expect(list.stdout).toMatch(/RN50 .*\n {2}sources: Hugging Face hf:timm\/resnet50_clip\.openai@ec3d92cf63a5f9d591f0d611b736895966c73076 \(open_clip_model\.safetensors\) → /);
+    expect(list.stdout).toMatch(/RN50 .*\n {2}sources: Hugging Face hf:timm\/resnet50_clip\.openai@ec3d92cf63a5… \(open_clip_model\.safetensors\) → https:\/\/openaipublic\.azureedge\.net\//);
     // Offline, from the cache, with the hub's variable.
     const offline = await runCli(['score', '-m', 'hf:laion/gelu', '--vocab', VOCAB, '-a', 'quality', '--json', image], { env: { ...env, HF_ENDPOINT: 'http://127.0.0.1:1', HF_HUB_OFFLINE: '1' } });
     expect(offline.code, offline.stderr).toBe(0);

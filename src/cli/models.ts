@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { describeArchitecture } from '../weights/architecture.js';
-import { cachePath, formatBytes, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+import { cachePath, formatBytes, hfCacheRoot, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
 import { type ModelFlags, hubOptions } from './model-options.js';
 
 interface HubFlags extends Pick<ModelFlags, 'cacheDir' | 'offline' | 'mirror' | 'quiet'> {
@@ -31,7 +31,9 @@ export function modelsCommand(program: Command): Command {
         const size = i.cached ? formatBytes(i.sizeBytes ?? 0) : i.expectedSizeBytes ? `${i.sizeApproximate ? '~' : ''}${formatBytes(i.expectedSizeBytes)}` : '?';
         const what = i.entry?.kind === 'model' ? describeArchitecture(i.entry.architecture) : (i.entry?.description ?? i.fileName);
         const state = i.cached ? 'cached' : i.partialBytes > 0 ? `partial ${formatBytes(i.partialBytes)}` : '-';
-        return { cells: [i.name, i.kind ?? i.source, state, size, i.verified ?? '-', what], sources: i.sources };
+        // The huggingface_hub cache is looked in for every hub copy (the footer says so); commits shortened to 12 digits.
+        const sources = i.sources.filter((x) => !x.startsWith('the huggingface_hub cache')).map((x) => x.replace(/\b([0-9a-f]{12})[0-9a-f]{28}(?:[0-9a-f]{24})?\b/g, '$1…'));
+        return { cells: [i.name, i.kind ?? i.source, state, size, i.verified ?? '-', what], sources };
       });
       const head = ['name', 'kind', 'cache', 'size', 'verified', 'what'];
       const widths = [0, 1, 2, 3, 4].map((c) => Math.max(...rows.map((r) => r.cells[c]!.length), head[c]!.length));
@@ -39,7 +41,8 @@ export function modelsCommand(program: Command): Command {
       process.stdout.write(line(head));
       for (const r of rows) process.stdout.write(`${line(r.cells)}  sources: ${r.sources.join(' → ')}\n`);
       process.stdout.write(
-        `\ncache: ${cachePath(hubOptions(flags))}   (default model RN50; pull one with: clip-iqa models pull NAME, or any hub model: hf:ORG/NAME)\n`,
+        `\ncache: ${cachePath(hubOptions(flags))}   (default model RN50; pull one with: clip-iqa models pull NAME, or any hub model: hf:ORG/NAME)\n` +
+          `Hub copies already in the huggingface_hub cache (${hfCacheRoot()}) are used where they lie.\n`,
       );
     },
   );
