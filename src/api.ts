@@ -39,16 +39,17 @@ export { PLUS };
 
 export interface ClipIqaOptions {
   /**
-   * A CLIP checkpoint: a registry name (`RN50`, the default, as in the paper; `ViT-B/32`, …), a file path
-   * (safetensors, torch.save, OpenAI TorchScript), a URL `https://…#sha256=…`, its bytes, or a loaded StateDict.
-   * Registry names and URLs are downloaded into the cache on first use.
+   * A CLIP model: a registry name (`RN50`, the default, as in the paper; `ViT-B/32`, `ViT-B-32-laion2B`, …), a
+   * Hugging Face id `hf:ORG/NAME[@REVISION][/FILE]`, a model folder (open_clip's or transformers' layout), a file
+   * path (safetensors, torch.save, OpenAI TorchScript; a config beside it is read), a URL `https://…#sha256=…`,
+   * its bytes, or a loaded StateDict. Registry names, hub ids and URLs are downloaded into the cache on first use.
    */
   readonly model?: string | Uint8Array | StateDict;
   /** The CLIP BPE vocabulary `bpe_simple_vocab_16e6.txt.gz`: registry name, path, URL or bytes; default: fetched. */
   readonly vocab?: string | Uint8Array;
   /**
    * A CLIP-IQA+ learned context, which adds the `clipiqa+` score: `true` for the official context (`clipiqa+`),
-   * a registry name, a path, a URL, or bytes.
+   * a registry name, a path, `hf:ORG/NAME/FILE`, a URL, or bytes.
    */
   readonly plus?: string | Uint8Array | boolean;
   /**

@@ -296,6 +296,25 @@ describe('models commands with hub files', () => {
   });
 });
 
+describe('a context with a published SHA-256 prefix (pyiqa’s), from its hub repository', () => {
+  it('is checked against the hub’s hash and the prefix before download, and by models verify after', async () => {
+    const ctx = GELU_FILES['clipiqa+-ctx.pth']!;
+    const { findEntry, DEFAULT_REGISTRY } = await import('../src/hub/index.js');
+    const pyiqa = findEntry(DEFAULT_REGISTRY, 'clipiqa+', 'context')!;
+    const entry = { ...pyiqa, name: 'ctx', aliases: [], fileName: 'ctx.pth', hub: [{ repo: 'laion/gelu', file: 'clipiqa+-ctx.pth' }], urls: [], sha256Prefix: sha(ctx).slice(0, 8) };
+    const r = await resolveSource('ctx', 'context', { ...opts(), registry: createRegistry([entry]) });
+    expect(r).toMatchObject({ source: 'registry', verification: 'hub', repo: { id: 'laion/gelu' } });
+    const report = await verifyCache({ ...opts(), registry: createRegistry([entry]), names: ['ctx'] });
+    expect(report[0]).toMatchObject({ status: 'ok', verification: 'sha256-prefix' });
+
+    hf.cdn.requests.length = 0;
+    const wrong = createRegistry([{ ...entry, name: 'ctx2', fileName: 'ctx2.pth', sha256Prefix: '00000000' }]);
+    const err = await caught(resolveSource('ctx2', 'context', { ...opts(), registry: wrong }));
+    expect(err.message).toMatch(/does not start with the published 00000000; nothing was downloaded/);
+    expect(hf.cdn.requests).toEqual([]);
+  });
+});
+
 describe('hf: ids in the server and the CLI', () => {
   let home: string;
   beforeAll(async () => {

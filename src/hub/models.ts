@@ -298,9 +298,11 @@ export async function verifyCache(options: HubOptions & { readonly names?: reado
       results.push({ name: e.name, kind: e.kind, path: item.path, status: 'ok', expected: null, actual: item.sha256, verification: 'hf-cache', message: 'ok (in the huggingface_hub cache, not re-hashed)' });
       continue;
     }
+    // A hub copy is checked against its pin or the entry's prefix (and the record); the publisher's file against the entry.
     const fromHub = item.repo !== null || (item.path.includes(`${sep}hf${sep}`) && !item.cached);
     const hubPin = (e.hub ?? []).find((h) => item.path.endsWith(h.file))?.sha256 ?? null;
-    await check(item.path, e, fromHub ? (hubPin ? { sha256: hubPin, sha256Prefix: e.sha256Prefix } : null) : { sha256: e.sha256, sha256Prefix: e.sha256Prefix });
+    const pinned = fromHub ? { sha256: hubPin, sha256Prefix: e.sha256Prefix } : { sha256: e.sha256, sha256Prefix: e.sha256Prefix };
+    await check(item.path, e, pinned.sha256 === null && pinned.sha256Prefix === null ? null : pinned);
   }
   if (others) {
     for (const p of await urlFiles(st.root)) await check(p, null, null);
