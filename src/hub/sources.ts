@@ -13,7 +13,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipIqaError } from '../errors.js';
 import { configBeside, configFileFor, WEIGHT_FILES } from '../weights/files.js';
-import { COMMIT, describeExpected, ensureDir, fileSize, hfPath, hfRefPath, refCommit, refuseLink, sha256File, writeTextAtomic, type ExpectedHash, type Verification } from './cache.js';
+import { cacheError, COMMIT, describeExpected, ensureDir, fileSize, hfPath, hfRefPath, refCommit, refuseLink, sha256File, writeTextAtomic, type ExpectedHash, type Verification } from './cache.js';
 import { fileInfo, formatHfId, HfError, hubAuth, resolveUrl, type HfFileInfo } from './hf.js';
 import { cachedCommit, cachedFile } from './hf-cache.js';
 import type { FileKind, RegistryEntry } from './registry.js';
@@ -246,7 +246,9 @@ export function hubSource(r: RepoFile): Source {
         if (r.revision !== commit) {
           const ref = hfRefPath(st.root, r.repo, r.revision);
           await ensureDir(join(ref, '..'), `recording ${r.revision} of ${r.repo}`);
-          await writeTextAtomic(ref, commit);
+          await writeTextAtomic(ref, commit).catch((e: unknown) => {
+            throw cacheError(e, ref, `recording which commit ${r.revision} of ${r.repo} is`);
+          });
         }
         return fromStored(stored, r.entry ? 'registry' : 'hf', r.entry, { id: r.repo, revision: r.revision, commit }, config);
       }
