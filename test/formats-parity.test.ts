@@ -17,10 +17,10 @@ import { WEIGHT_FILES } from '../src/weights/files.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
 import { startHfHub, type HfHub } from './helpers/hf-hub.js';
-import { VOCAB, deviation, fixture } from './helpers/shared.js';
+import { FIXTURE_SETS, VOCAB, deviation } from './helpers/shared.js';
 
 /** Folders of model folders, each with expected.json / expected.safetensors (variant fp32). */
-const FORMAT_SETS = [fixture('formats')];
+const FORMAT_SETS = FIXTURE_SETS.map((set) => ({ set: set.name, root: set.path('formats'), images: set.path('images') }));
 
 interface Expected {
   config: { act: 'quick_gelu' | 'gelu'; layout: string; kind: 'rn' | 'vit' };
@@ -35,15 +35,18 @@ interface Expected {
   };
 }
 
-const MODELS = FORMAT_SETS.flatMap((set) =>
-  readdirSync(set)
-    .filter((n) => existsSync(join(set, n, 'expected.json')))
+const MODELS = FORMAT_SETS.flatMap(({ set, root, images }) =>
+  readdirSync(root)
+    .filter((n) => existsSync(join(root, n, 'expected.json')))
     .sort()
-    .map((name) => ({
-      name,
-      dir: join(set, name),
-      expected: JSON.parse(readFileSync(join(set, name, 'expected.json'), 'utf8')) as Expected,
-      weights: WEIGHT_FILES.filter((f) => existsSync(join(set, name, f))),
+    .map((folder) => ({
+      // Unique across sets: it is also the loopback hub's repository name.
+      name: `${set}-${folder}`,
+      folder,
+      dir: join(root, folder),
+      image: (name: string) => join(images, name),
+      expected: JSON.parse(readFileSync(join(root, folder, 'expected.json'), 'utf8')) as Expected,
+      weights: WEIGHT_FILES.filter((f) => existsSync(join(root, folder, f))),
     })),
 );
 
@@ -90,7 +93,7 @@ async function checkParity(group: string, iqa: ClipIqa, model: (typeof MODELS)[n
   ensemble.forEach((row, i) => expectClose(group, `ensemble text ${i}`, row, ens.subarray(i * d, (i + 1) * d)));
 
   for (const image of model.expected.images) {
-    const path = fixture('images', image);
+    const path = model.image(image);
     for (const mode of ['none', 'interpolate', 'fixed'] as const) {
       const key = `fp32/image/${image}/${mode}`;
       if (!tensors.has(key)) continue;
@@ -161,9 +164,9 @@ for (const model of MODELS) {
           let cos = 1;
           let score = 0;
           for (const image of model.expected.images) {
-            const f = await iqa.embedImage(fixture('images', image));
+            const f = await iqa.embedImage(model.image(image));
             cos = Math.min(cos, deviation(f, tensors.float32(`fp32/image/${image}/none`)).cosine);
-            const { scores } = await iqa.score(fixture('images', image), { attributes: 'all' });
+            const { scores } = await iqa.score(model.image(image), { attributes: 'all' });
             const ref = model.expected.variants.fp32.scores[image]!.none.attributes;
             for (const [k, v] of Object.entries(ref)) score = Math.max(score, Math.abs(scores[k]! - v));
           }
@@ -181,7 +184,9 @@ for (const model of MODELS) {
 }
 
 it('reads every format folder listed', () => {
-  expect(MODELS.map((m) => m.name)).toEqual(expect.arrayContaining(['hf-vit', 'openclip-rn', 'openclip-vit-gelu']));
+  for (const { set } of FORMAT_SETS) {
+    expect(MODELS.map((m) => m.name)).toEqual(expect.arrayContaining(['hf-vit', 'openclip-rn', 'openclip-vit-gelu'].map((f) => `${set}-${f}`)));
+  }
   expect(MODELS.every((m) => m.weights.length > 0)).toBe(true);
-  expect(basename(FORMAT_SETS[0]!)).toBe('formats');
+  expect(FORMAT_SETS.every((s) => basename(s.root) === 'formats')).toBe(true);
 });

@@ -196,8 +196,9 @@ describe('configs beside weights', () => {
       const right = deviation(await a.embedImage(image), want);
       const wrong = deviation(await b.embedImage(image), want);
       expect(right.maxDiff / right.maxRef).toBeLessThanOrEqual(2e-4);
-      // The parity tolerance (max |Δ| ≤ 2e-4·max|expected|) is missed many times over with the wrong activation.
-      expect(wrong.maxDiff / wrong.maxRef).toBeGreaterThan(20 * 2e-4);
+      // The parity tolerance (max |Δ| ≤ 2e-4·max|expected|) is missed many times over with the wrong activation
+      // (about 13× on the repository's narrow GELU fixture, 20× and more on the shared one).
+      expect(wrong.maxDiff / wrong.maxRef).toBeGreaterThan(10 * 2e-4);
     } finally {
       await a.dispose();
       await b.dispose();
