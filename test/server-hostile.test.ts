@@ -21,12 +21,12 @@ import { type ServerOptions, startServer } from '../src/server/index.js';
 import type { PoolEngine } from '../src/server/pool.js';
 import { BIN } from './helpers/cli.js';
 import { startServer as startFileServer, type TestServer } from './helpers/http-server.js';
-import { VOCAB, fixture, repoRoot, shared } from './helpers/shared.js';
+import { VOCAB, fixture, photo, repoRoot } from './helpers/shared.js';
 
 const TINY_RN = fixture('tiny-rn', 'model.safetensors');
 const TINY_VIT = fixture('tiny-vit', 'model.safetensors');
 const CTX = fixture('tiny-rn', 'clipiqa+-ctx.pth');
-const CHELSEA = readFileSync(shared('images', 'chelsea.png'));
+const CHELSEA = readFileSync(photo('chelsea.png'));
 const MiB = 1024 * 1024;
 
 interface ErrorDoc {

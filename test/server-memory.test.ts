@@ -7,13 +7,13 @@ import { describe, expect, it } from 'vitest';
 import { imageMemory, largestWithin, memoryPixelLimit, pixelsWithin } from '../src/model/memory.js';
 import type { ClipArchitecture } from '../src/weights/architecture.js';
 
-const text = { width: 512, heads: 8, layers: 12, contextLength: 77, vocabSize: 49408 };
+const text = { width: 512, heads: 8, layers: 12, contextLength: 77, vocabSize: 49408, activation: 'quick_gelu' } as const;
 const RN50: ClipArchitecture = {
   vision: { family: 'resnet', layers: [3, 4, 6, 3], width: 64, heads: 32, poolWidth: 2048, resolution: 224, grid: 7 },
   text,
   embedDim: 1024,
 };
-const VIT_B32: ClipArchitecture = { vision: { family: 'vit', width: 768, layers: 12, heads: 12, patch: 32, resolution: 224, grid: 7 }, text, embedDim: 512 };
+const VIT_B32: ClipArchitecture = { vision: { family: 'vit', width: 768, layers: 12, heads: 12, patch: 32, resolution: 224, grid: 7, activation: 'quick_gelu' }, text, embedDim: 512 };
 
 /** Peak RSS over the RSS before one image (bytes), onnxruntime-node 1.30, default runtime options, 2 threads. */
 const MEASURED: [ClipArchitecture, 'float32' | 'int8', number, number, boolean, number][] = [
