@@ -29,6 +29,10 @@ export interface RunHeader {
   readonly prompts: Readonly<Record<string, readonly string[] | readonly (readonly string[])[] | string>>;
   /** Score names in column order. */
   readonly names: readonly string[];
+  /** Run metadata (package version, model SHA-256, precision, decode options, …; snake_case keys), when recorded. */
+  readonly run?: Readonly<Record<string, unknown>>;
+  /** Which way each score points: true when higher is better (as `higher_better` in the outputs), when recorded. */
+  readonly higherBetter?: Readonly<Record<string, boolean>>;
 }
 
 /**
