@@ -13,6 +13,7 @@ import { isClipIqaError } from '../src/errors.js';
 import { renderReport } from '../src/report/html.js';
 import { parseResults, readResults } from '../src/report/results.js';
 import { runCli } from './helpers/cli.js';
+import { startServer } from './helpers/http-server.js';
 
 const RUN = { version: '0.2.0', model: 'RN50', model_sha256: 'a'.repeat(64), precision: 'float32', positional: 'none', decode: { orientation: 'exif', icc: 'convert' } };
 const PROMPTS = { quality: ['Good photo.', 'Bad photo.'], noisiness: ['Noisy photo.', 'Clean photo.'], vivid: ['Vivid photo.', 'Dull photo.'] };
@@ -183,6 +184,23 @@ describe('clip-iqa report', () => {
     expect(cardNames(html)).toEqual(['red.png', 'sub/blue.jpg']);
     expect(html).toContain('<h1>Cut &#60;short&#62;</h1>');
     expect(html).toMatch(/<span class="main-name"><bdi>vivid<\/bdi><\/span>/);
+  });
+
+  it('fetches the thumbnails of URL images only with --fetch-urls', async () => {
+    const server = await startServer({ '/web.png': { body: await sharp({ create: { width: 40, height: 30, channels: 3, background: '#20a040' } }).png().toBuffer() } });
+    try {
+      writeFileSync(join(dir, 'web.jsonl'), `${JSON.stringify(row(server.url('/web.png'), 0.5))}\n`);
+      const plain = await runCli(['report', '-q', 'web.jsonl', '-o', 'web-plain.html'], { cwd: dir });
+      expect(plain.code, plain.stderr).toBe(0);
+      expect(server.count()).toBe(0);
+      expect(readFileSync(join(dir, 'web-plain.html'), 'utf8')).toContain('a URL, not fetched');
+      const fetched = await runCli(['report', '-q', '--fetch-urls', 'web.jsonl', '-o', 'web.html'], { cwd: dir });
+      expect(fetched.code, fetched.stderr).toBe(0);
+      expect(server.count('/web.png')).toBe(1);
+      expect(readFileSync(join(dir, 'web.html'), 'utf8').match(/<img src="data:image\/webp;base64,/g)).toHaveLength(1);
+    } finally {
+      await server.close();
+    }
   });
 
   it('refuses what it cannot use, before writing anything (exit 2)', async () => {
