@@ -7,9 +7,11 @@
  * Data flows one way: source → pixels (image/) → image features (model/); prompts → tokens (text/) →
  * text features (iqa/text-features); features → scores (iqa/score).
  */
+import { createHash } from 'node:crypto';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
 import { type HubOptions, type ResolvedFile, resolveSource } from './hub/resolve.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
+import { type UrlFetchOptions, fetchImageUrl, isHttpUrl } from './image/fetch.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
 import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
 import {
@@ -27,6 +29,7 @@ import { TextFeatureCache } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
 import { cacheRoot } from './hub/cache.js';
+import { rememberedSha256 } from './util/file-sha256.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
@@ -79,6 +82,12 @@ export interface ClipIqaOptions {
   readonly hub?: HubOptions;
   /** A name for the model in results (default: the registry name or the path). */
   readonly name?: string;
+  /**
+   * Let image sources be `http(s)://` URLs, fetched with safeguards (http(s) only on every redirect, at most 3
+   * redirects, a byte cap, a deadline, optionally a host allow-list): `true` for the defaults (any host, 64 MiB,
+   * 30 s) or the limits. Off by default: a URL is then refused with `E_URL`, never read as a path.
+   */
+  readonly fetch?: boolean | UrlFetchOptions;
 }
 
 export interface ScoreOptions {
@@ -228,14 +237,28 @@ export class ClipIqa {
   readonly tokenizer: Tokenizer;
   readonly name: string;
   readonly context: LearnedContext | undefined;
+  /**
+   * SHA-256 (hex) of the checkpoint: the one the hub verified for downloads, else computed once per file and
+   * remembered under the cache root (keyed by path, size, mtime and inode); null for a StateDict given in memory
+   * or a file that could not be read again.
+   */
+  readonly modelSha256: string | null;
   readonly #options: ClipIqaOptions;
   readonly #text: TextFeatureCache;
   /** The CLIP-IQA+ prompts, built at load (so that a context that does not fit the model fails there). */
   readonly #plusPrompts: LearnedPrompts | undefined;
   #plusFeatures: Promise<Features> | undefined;
 
-  private constructor(encoder: ClipEncoder, tokenizer: Tokenizer, plus: { context: LearnedContext; prompts: LearnedPrompts } | undefined, name: string, options: ClipIqaOptions) {
+  private constructor(
+    encoder: ClipEncoder,
+    tokenizer: Tokenizer,
+    plus: { context: LearnedContext; prompts: LearnedPrompts } | undefined,
+    name: string,
+    options: ClipIqaOptions,
+    modelSha256: string | null,
+  ) {
     this.encoder = encoder;
+    this.modelSha256 = modelSha256;
     this.tokenizer = tokenizer;
     this.context = plus?.context;
     this.#plusPrompts = plus?.prompts;
@@ -254,11 +277,16 @@ export class ClipIqa {
     const { model } = options;
     const { modelFile, vocabFile, plusFile } = await resolveModelFiles(options);
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const [sd, tokenizer, context, identity] = await Promise.all([
+    const [sd, tokenizer, context, identity, modelSha256] = await Promise.all([
       model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
       options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
       options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
+      modelFile
+        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot({ cacheDir: hub.cacheDir })).catch(() => null))
+        : model instanceof Uint8Array
+          ? createHash('sha256').update(model).digest('hex')
+          : null,
     ]);
     // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root.
     const store = identity ? new FeatureStore(cacheRoot({ cacheDir: hub.cacheDir }), identity) : undefined;
@@ -270,7 +298,7 @@ export class ClipIqa {
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, plusPositional: options.plusPositional ?? trainedWith });
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, plusPositional: options.plusPositional ?? trainedWith }, modelSha256);
   }
 
   get architecture(): ClipArchitecture {
@@ -387,6 +415,14 @@ export class ClipIqa {
     const options = { ...this.#options.decode, ...decode };
     const source = sourceName(input, options);
     try {
+      if (typeof input === 'string' && isHttpUrl(input)) {
+        const fetchOptions = this.#options.fetch;
+        if (!fetchOptions) {
+          throw new ClipIqaError('E_URL', `${input}: a URL, and fetching is off; load with { fetch: true } (or fetch limits) to score URLs, or download the image first`);
+        }
+        const fetched = await fetchImageUrl(input, fetchOptions === true ? {} : fetchOptions);
+        return { source, image: await decodeImage(fetched.bytes, { ...options, name: input }) };
+      }
       return { source, image: await decodeImage(input, options) };
     } catch (e) {
       throw asClipIqaError(e, source);

@@ -21,6 +21,9 @@ export type ErrorCode =
   | 'E_CACHE' // the model cache cannot be written
   | 'E_OUTPUT' // a results file or report cannot be written
   | 'E_RESULTS' // a saved results file that is not results (clip-iqa report)
+  | 'E_URL' // a URL that may not be fetched (fetching off, not http(s), host not allowed, credentials)
+  | 'E_FETCH' // fetching an image URL failed (status, network, redirects, timeout)
+  | 'E_TOO_LARGE' // an image from a URL or standard input over the byte limit
   | 'E_NOT_FOUND'; // a file or model name that does not exist
 
 export class ClipIqaError extends Error {

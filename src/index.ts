@@ -48,6 +48,7 @@ export {
   type OrientationMode,
   type ResizePolicy,
 } from './image/decode.js';
+export { DEFAULT_URL_FETCH, UrlFetchError, fetchImageUrl, type FetchedImage, type UrlFetchOptions } from './image/fetch.js';
 export { Tokenizer } from './text/tokenizer.js';
 export { OnnxClipEncoder } from './model/clip-encoder.js';
 export {

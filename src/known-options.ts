@@ -10,12 +10,15 @@ import type { ClipIqa, ClipIqaOptions, ScoreManyOptions, ScoreOptions } from './
 import { ClipIqaError } from './errors.js';
 import type { HubOptions } from './hub/resolve.js';
 import type { DecodeOptions } from './image/decode.js';
+import type { UrlFetchOptions } from './image/fetch.js';
 import type { RuntimeOptions } from './runtime/options.js';
 
 /** Known keys of an options object, and the objects nested under some of them. */
 export interface OptionSchema {
   readonly keys: readonly string[];
   readonly nested?: Readonly<Record<string, OptionSchema>>;
+  /** The option may also be a plain value instead of an object (`fetch: true`). */
+  readonly orValue?: boolean;
 }
 
 /** Every key of `T`, no more and no fewer (a missing or extra key is a compile error). */
@@ -66,6 +69,11 @@ export const HUB_OPTIONS: OptionSchema = {
   }),
 };
 
+export const FETCH_OPTIONS: OptionSchema = {
+  keys: keysOf<UrlFetchOptions>()({ allowHosts: true, maxBytes: true, timeoutMs: true, maxRedirects: true }),
+  orValue: true,
+};
+
 export const LOAD_OPTIONS: OptionSchema = {
   keys: keysOf<ClipIqaOptions>()({
     model: true,
@@ -80,8 +88,9 @@ export const LOAD_OPTIONS: OptionSchema = {
     featureCache: true,
     hub: true,
     name: true,
+    fetch: true,
   }),
-  nested: { decode: DECODE_OPTIONS, runtime: RUNTIME_OPTIONS, hub: HUB_OPTIONS },
+  nested: { decode: DECODE_OPTIONS, runtime: RUNTIME_OPTIONS, hub: HUB_OPTIONS, fetch: FETCH_OPTIONS },
 };
 
 const SCORE_KEYS = keysOf<ScoreOptions>()({ attributes: true, prompts: true, ensemble: true, plus: true, positional: true, maps: true, decode: true });
@@ -146,6 +155,7 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v ===
  */
 export function checkOptions(options: unknown, schema: OptionSchema, what: string, path = ''): void {
   if (options === undefined) return;
+  if (!isPlainObject(options) && schema.orValue && (typeof options !== 'object' || options === null)) return;
   if (!isPlainObject(options)) {
     const shown = Array.isArray(options) ? 'an array' : options === null ? 'null' : typeof options;
     throw new ClipIqaError('E_OPTION', `${what}: ${path ? `the option "${path.slice(0, -1)}"` : 'the options'} must be an object, got ${shown}`);

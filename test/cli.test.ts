@@ -76,12 +76,13 @@ describe('clip-iqa score', () => {
   it('jsonl, csv and table carry the same numbers', async () => {
     const files = PHOTOS.map((p) => join(dir, p));
     const jsonl = await runCli([...BASE, '-a', 'look', '--ensemble', '--format', 'jsonl', ...files]);
-    const lines = jsonl.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const [header, ...lines] = jsonl.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(Object.keys(header)).toEqual(['run', 'prompts', 'higher_better']);
     expect(lines).toHaveLength(3);
     for (const l of lines) for (const [k, v] of Object.entries(library.get(l.file)!)) expect(l.scores[k]).toBeCloseTo(v, 6);
 
     const csv = await runCli([...BASE, '-a', 'look', '--ensemble', '--format', 'csv', ...files]);
-    const [head, ...rows] = csv.stdout.trim().split('\n').map((l) => l.split(','));
+    const [head, ...rows] = csv.stdout.trim().split('\n').filter((l) => !l.startsWith('#')).map((l) => l.split(','));
     expect(head).toEqual(['file', 'width', 'height', 'quality', 'brightness', 'sharpness', 'noisiness', 'colorfulness', 'contrast', 'ensemble', 'error']);
     for (const row of rows) {
       const want = library.get(row[0]!)!;

@@ -8,14 +8,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageRow } from '../src/cli/output.js';
+import type { ImageRow, RunInfo } from '../src/cli/output.js';
 import { isClipIqaError } from '../src/errors.js';
 import { renderReport } from '../src/report/html.js';
 import { parseResults, readResults } from '../src/report/results.js';
 import { runCli } from './helpers/cli.js';
 import { startServer } from './helpers/http-server.js';
 
-const RUN = { version: '0.2.0', model: 'RN50', model_sha256: 'a'.repeat(64), precision: 'float32', positional: 'none', decode: { orientation: 'exif', icc: 'convert' } };
+const RUN: RunInfo = {
+  tool: 'clip-iqa',
+  version: '0.2.0',
+  model: 'RN50',
+  model_sha256: 'a'.repeat(64),
+  architecture: 'ResNet',
+  precision: 'float32',
+  positional: 'none',
+  noisiness: 'noisy',
+  resize: null,
+  decode: { orientation: 'exif', alpha: 'drop', background: '#ffffff', icc: 'convert', max_pixels: 268435456 },
+  plus: null,
+  created: '2025-03-04T05:06:07.000Z',
+};
 const PROMPTS = { quality: ['Good photo.', 'Bad photo.'], noisiness: ['Noisy photo.', 'Clean photo.'], vivid: ['Vivid photo.', 'Dull photo.'] };
 const HIGHER_BETTER = { quality: true, noisiness: false, vivid: true };
 
@@ -117,7 +130,7 @@ describe('reading saved results', () => {
 describe('the page of saved results', () => {
   it('shows the run metadata and which way each score points, escaped', async () => {
     const html = await renderReport(
-      { header: { model: 'RN50', positional: 'none', prompts: PROMPTS, names: ['quality', 'noisiness', 'vivid'], run: { ...RUN, note: '<script>x</script>' }, higherBetter: HIGHER_BETTER }, rows: [row('a.jpg', 0.3)] },
+      { header: { model: 'RN50', positional: 'none', prompts: PROMPTS, names: ['quality', 'noisiness', 'vivid'], run: { ...RUN, architecture: '<script>x</script>' }, higherBetter: HIGHER_BETTER }, rows: [row('a.jpg', 0.3)] },
       { thumbnails: false },
     );
     expect(html).toMatch(/<dt>clip-iqa<\/dt><dd>0\.2\.0<\/dd>/);

@@ -5,6 +5,7 @@ import { checkWritableFile } from '../util/output-file.js';
 import { expandInputs, inputName, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions } from './model-options.js';
 import { featureVector, openOutput } from './output.js';
+import { printable } from './terminal.js';
 
 interface EmbedFlags extends ModelFlags {
   text: string[];
@@ -40,8 +41,8 @@ async function runEmbed(args: string[], flags: EmbedFlags): Promise<number> {
   if (args.length === 0 && flags.text.length === 0) throw new Error('nothing to embed: give images and/or --text');
   // As `score`: the output path is checked before the model loads.
   if (flags.output) await checkWritableFile(flags.output, 'the features', 'features.json');
-  const items = await expandInputs(args);
-  const iqa = await ClipIqa.load(clipIqaOptions(flags));
+  const { items } = await expandInputs(args);
+  const iqa = await ClipIqa.load({ ...clipIqaOptions(flags), fetch: true });
   try {
     const output = openOutput(flags.output, 'the features');
     const write = (entry: object) => output.stream.write(`${JSON.stringify(entry)}\n`);
@@ -52,14 +53,14 @@ async function runEmbed(args: string[], flags: EmbedFlags): Promise<number> {
       const file = inputName(item);
       let entry: object;
       try {
-        if (item.kind === 'missing') throw new ClipIqaError('E_NOT_FOUND', item.reason);
-        const features = await iqa.embedImage(item.kind === 'stdin' ? await readStdin() : item.path);
+        if (item.kind === 'bad') throw new ClipIqaError(item.code, item.reason);
+        const features = await iqa.embedImage(item.kind === 'stdin' ? await readStdin() : item.name);
         entry = { file, dim: features.length, features: featureVector(features) };
       } catch (e) {
         failed++;
         const err = e as Error & { code?: string };
         entry = { file, error: { code: err.code ?? 'E_NOT_FOUND', message: err.message } };
-        if (!flags.quiet) process.stderr.write(`clip-iqa: ${err.message}\n`);
+        if (!flags.quiet) process.stderr.write(`clip-iqa: ${printable(err.message)}\n`);
       }
       if (jsonl) write(entry);
       else images.push(entry);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { ATTRIBUTES, ATTRIBUTE_SETS, ENSEMBLE_PAIRS, findAttribute, type NoisinessPolarity } from '../iqa/prompts.js';
+import { ATTRIBUTES, ATTRIBUTE_SETS, ENSEMBLE, ENSEMBLE_PAIRS, findAttribute, higherBetter, type NoisinessPolarity } from '../iqa/prompts.js';
+import { PLUS } from '../iqa/plus.js';
 
 /** `clip-iqa prompts`: the built-in prompt sets with their polarity, so a score's direction is never a guess. */
 export function promptsCommand(program: Command): Command {
@@ -12,9 +13,11 @@ export function promptsCommand(program: Command): Command {
       const attributes = ATTRIBUTES.map((a) => findAttribute(a.name, flags.noisiness)!);
       if (flags.json) {
         const doc = {
-          attributes: attributes.map((a) => ({ name: a.name, group: a.group, positive: a.positive, negative: a.negative, high: a.high, low: a.low })),
+          attributes: attributes.map((a) => ({ name: a.name, group: a.group, positive: a.positive, negative: a.negative, high: a.high, low: a.low, higher_better: higherBetter(a) })),
           sets: ATTRIBUTE_SETS,
           ensemble: ENSEMBLE_PAIRS.map((p) => ({ positive: p.positive, negative: p.negative })),
+          // Every score's direction, by name, as the score outputs give it (custom pairs: higher = more like the first prompt).
+          higher_better: { ...Object.fromEntries(attributes.map((a) => [a.name, higherBetter(a)])), [ENSEMBLE]: true, [PLUS]: true },
         };
         process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
         return;
@@ -30,6 +33,7 @@ export function promptsCommand(program: Command): Command {
       for (const p of ENSEMBLE_PAIRS) lines.push(`  "${p.positive}" vs "${p.negative}"`);
       lines.push('', `sets: ${Object.entries(ATTRIBUTE_SETS).map(([k, v]) => `${k} (${v.length})`).join(', ')}; default: paper`);
       lines.push('your own: -p "name=positive|negative"; scores are the probability of the positive prompt.');
+      lines.push('higher is better for every score but noisiness (official polarity: 1 = noisy); for the feel attributes, higher is more of it.');
       process.stdout.write(`${lines.join('\n')}\n`);
     });
 }

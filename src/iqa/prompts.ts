@@ -65,6 +65,16 @@ export const ENSEMBLE_PAIRS: readonly PromptPair[] = [
 
 export const ENSEMBLE = 'ensemble';
 
+/** Positive prompts that name a defect: a higher score is a worse photo. */
+const DEFECTS: ReadonlySet<string> = new Set(['noisy photo.']);
+
+/**
+ * Which way a pair's score points, as pyiqa's `lower_better` the other way round: true unless the positive prompt
+ * names a defect (only "Noisy photo.", i.e. `noisiness` in its official polarity). For the feel attributes
+ * "better" is taste: true there means a higher score is more of what the positive prompt says.
+ */
+export const higherBetter = (pair: Pick<PromptPair, 'positive'>): boolean => !DEFECTS.has(pair.positive.trim().toLowerCase());
+
 /**
  * Which way `noisiness` points. `noisy` (default) is the official config: "Noisy photo." first, so a
  * higher score means a noisier image. `clean` is torchmetrics' order: a higher score means cleaner.

@@ -355,7 +355,7 @@ function flattenRun(value: unknown, prefix: string, out: [string, string][]): [s
   return out;
 }
 
-function runHtml(run: RunHeader['run']): string {
+function runHtml(run: unknown): string {
   if (!run) return '';
   const rows = flattenRun(run, '', [])
     .map(([k, v]) => `<tr><th scope="row"><bdi>${esc(k)}</bdi></th><td><bdi>${esc(v)}</bdi></td></tr>`)

@@ -9,7 +9,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
-import type { ImageRow, RunHeader } from '../cli/output.js';
+import type { ImageRow, RunHeader, RunInfo } from '../cli/output.js';
 import { ClipIqaError, errorMessage, isErrno } from '../errors.js';
 import { PLUS } from '../iqa/plus.js';
 import { ATTRIBUTES, ENSEMBLE, ENSEMBLE_PAIRS } from '../iqa/prompts.js';
@@ -149,7 +149,7 @@ function higherBetterOf(v: Json): Record<string, boolean> | undefined {
   return Object.values(v).every((x) => typeof x === 'boolean') ? (v as Record<string, boolean>) : undefined;
 }
 
-const DATE_KEYS = ['date', 'started', 'started_at', 'start_time', 'finished', 'finished_at', 'time'];
+const DATE_KEYS = ['created', 'date', 'started', 'started_at', 'finished', 'finished_at'];
 
 function runDate(run: Record<string, Json> | undefined): Date | undefined {
   for (const k of DATE_KEYS) {
@@ -210,7 +210,8 @@ function assemble(format: 'json' | 'jsonl', rec: Recorded, all: readonly ImageRo
     positional: text(rec.positional) ?? text(run?.positional) ?? 'not recorded',
     prompts,
     names,
-    ...(run ? { run } : {}),
+    // As recorded: files of other versions may lack fields or have more; the report shows whatever is there.
+    ...(run ? { run: run as unknown as RunInfo } : {}),
     ...(higherBetter ? { higherBetter } : {}),
   };
   const seconds = typeof rec.seconds === 'number' && Number.isFinite(rec.seconds) && rec.seconds >= 0 ? rec.seconds : undefined;
