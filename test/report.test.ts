@@ -645,7 +645,9 @@ describe('report end to end with the fixture model', () => {
     const doc = JSON.parse(readFileSync(json, 'utf8')) as { images: { file: string; scores: Record<string, number> }[] };
     const html = readFileSync(target, 'utf8');
     expect(cards(html).map((c) => unescape(c.name))).toEqual(doc.images.map((r) => r.file.toLowerCase()));
-    expect(html).toMatch(/<span class="main-name"><bdi>sharpness<\/bdi><\/span>/);
+    // The run records which way each score points: sharper is better.
+    expect(html).toMatch(/<span class="main-name"><bdi>sharpness<\/bdi> ↑<\/span>/);
+    expect(html).toContain('<section class="run" id="run"');
     expect(html.match(/<svg class="radar"/g)).toHaveLength(3);
     expect(html).toMatch(/<span class="bar-name"><bdi>warm<\/bdi>/);
   });
