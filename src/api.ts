@@ -47,7 +47,7 @@ export interface ClipIqaOptions {
    * Registry names and URLs are downloaded into the cache on first use.
    */
   readonly model?: string | Uint8Array | StateDict;
-  /** The CLIP BPE vocabulary `bpe_simple_vocab_16e6.txt.gz`: registry name, path, URL or bytes; default: fetched. */
+  /** The CLIP BPE vocabulary `bpe_simple_vocab_16e6.txt.gz`: registry name, path, URL or bytes; default: the copy in the package. */
   readonly vocab?: string | Uint8Array;
   /**
    * A CLIP-IQA+ learned context, which adds the `clipiqa+` score: `true` for the official context (`clipiqa+`),

@@ -61,7 +61,8 @@ export {
   type RawImage,
 } from './model/types.js';
 export type { RuntimeOptions } from './runtime/options.js';
-export { loadCheckpoint, loadPickledObject } from './weights/load.js';
+export { loadCheckpoint, loadPickledObject, type LoadOptions } from './weights/load.js';
+export { DEFAULT_READ_LIMITS, READ_LIMIT_ENV, type ReadLimits } from './weights/limits.js';
 export { loadSafetensors, readSafetensors } from './weights/safetensors.js';
 export { StateDict } from './weights/state-dict.js';
 export { describeArchitecture, inferArchitecture, type ClipArchitecture } from './weights/architecture.js';

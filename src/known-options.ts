@@ -28,7 +28,7 @@ const keysOf =
     Object.keys(record);
 
 export const DECODE_OPTIONS: OptionSchema = {
-  keys: keysOf<DecodeOptions>()({ orientation: true, alpha: true, background: true, icc: true, resize: true, limitInputPixels: true, failOn: true, name: true }),
+  keys: keysOf<DecodeOptions>()({ orientation: true, alpha: true, background: true, icc: true, resize: true, limitInputPixels: true, failOn: true, maxFileBytes: true, name: true }),
 };
 
 export const RUNTIME_OPTIONS: OptionSchema = {

@@ -6,7 +6,7 @@ import { ClipIqa } from '../src/api.js';
 import { ClipIqaError } from '../src/errors.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import { StateDict } from '../src/weights/state-dict.js';
-import { VOCAB, fixture, shared } from './helpers/shared.js';
+import { fixture, photo, VOCAB } from './helpers/shared.js';
 
 describe('bad input through the API', () => {
   let iqa: ClipIqa;
@@ -45,7 +45,7 @@ describe('bad input through the API', () => {
   });
 
   it('decoded pixels, bytes and a path give the same scores', async () => {
-    const path = shared('images', 'chelsea.png');
+    const path = photo('chelsea.png');
     const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     const a = await iqa.score(path, { attributes: 'look' });
     const b = await iqa.score(readFileSync(path), { attributes: 'look' });
@@ -55,12 +55,12 @@ describe('bad input through the API', () => {
   });
 
   it('scoreMany goes on past bad items and keeps input order', async () => {
-    const inputs = [shared('images', 'coffee.png'), Buffer.from('junk'), '/nope.png', shared('images', 'rocket.jpg')];
+    const inputs = [photo('camera.png'), Buffer.from('junk'), '/nope.png', photo('rocket.jpg')];
     const results = [];
     for await (const r of iqa.scoreMany(inputs, { attributes: 'quality', concurrency: 3 })) results.push(r);
     expect(results.map((r) => r.ok)).toEqual([true, false, false, true]);
     expect(results.map((r) => r.index)).toEqual([0, 1, 2, 3]);
-    const single = await iqa.score(shared('images', 'rocket.jpg'), { attributes: 'quality' });
+    const single = await iqa.score(photo('rocket.jpg'), { attributes: 'quality' });
     expect(results[3]!.ok && results[3]!.scores.quality).toBe(single.scores.quality);
   });
 

@@ -2,12 +2,20 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { ensureGeneratedFixtures } from './helpers/fixture-weights.js';
+import { FIXTURES, HAS_SHARED, SHARED } from './helpers/shared.js';
 
 /**
- * Once per test run: a private model cache, and a build of `dist/` from the current sources, since CLI tests (and
- * the hub tests' child processes) run the built code as users do and must never exercise a stale one.
+ * Once per test run: the generated fixture models, a private model cache, and a build of `dist/` from the current
+ * sources, since CLI tests (and the hub tests' child processes) run the built code as users do and must never
+ * exercise a stale one.
  */
 export default function setup(): () => void {
+  // The safetensors models of test/fixtures are made here, not committed (test/reference/make_fixtures.py).
+  ensureGeneratedFixtures(FIXTURES);
+  if (!HAS_SHARED) {
+    console.log(`\n  ${SHARED}/fixtures is absent: the parity tests run over the repository's fixtures only (the shared set is skipped).\n`);
+  }
   // Tests never read or write the user's model cache: text features cached there by an earlier build could hide
   // a regression in the text tower. Test workers and the processes they start inherit this.
   const home = mkdtempSync(join(tmpdir(), 'clip-iqa-test-home-'));

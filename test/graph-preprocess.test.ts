@@ -5,15 +5,15 @@ import { OnnxClipEncoder } from '../src/model/clip-encoder.js';
 import type { RawImage } from '../src/model/types.js';
 import { loadSafetensors } from '../src/weights/safetensors.js';
 import type { StateDict } from '../src/weights/state-dict.js';
-import { fixture } from './helpers/shared.js';
+import { FIXTURE_SETS, fixture } from './helpers/shared.js';
 
 // The preprocessing graph against fixtures/images/pixels.safetensors (PIL decode, /255, CLIP mean/std).
 
 const IMAGES = ['img0-64x64-rgb.png', 'img1-96x80-rgb.png', 'img2-53x37-rgb.png', 'img3-70x66-l.png', 'img4-64x48-rgba.png'];
 
 /** Test-only decoding (production decoding lives elsewhere): 8-bit sRGB, grey spread to three channels, alpha dropped. */
-async function decode(name: string): Promise<RawImage> {
-  const { data, info } = await sharp(fixture('images', name)).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+async function decode(name: string, path = fixture('images', name)): Promise<RawImage> {
+  const { data, info } = await sharp(path).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
   expect(info.channels).toBe(3);
   return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
 }
@@ -26,22 +26,24 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 }
 
 let encoder: OnnxClipEncoder;
-let pixels: StateDict;
+const pixels = new Map<string, StateDict>();
 beforeAll(async () => {
   encoder = OnnxClipEncoder.create(await loadSafetensors(fixture('tiny-rn', 'model.safetensors')), { threads: 1 });
-  pixels = await loadSafetensors(fixture('images', 'pixels.safetensors'));
+  for (const set of FIXTURE_SETS) pixels.set(set.name, await loadSafetensors(set.path('images', 'pixels.safetensors')));
 });
 afterAll(async () => {
   await encoder.dispose();
 });
 
 describe('normalize', () => {
-  test.each(IMAGES)('%s matches pixels.safetensors to 1e-6', async (name) => {
-    const image = await decode(name);
+  const cases = FIXTURE_SETS.flatMap((set) => IMAGES.map((name) => [set.name, name, set.path('images', name)] as const));
+  test.each(cases)('%s %s matches pixels.safetensors to 1e-6', async (set, name, path) => {
+    const image = await decode(name, path);
     const batch = await encoder.normalize([image]);
-    expect([batch.batch, 3, batch.height, batch.width]).toEqual([1, ...pixels.shape(name)]);
-    const diff = maxAbsDiff(batch.data, pixels.float32(name));
-    console.log(`normalize ${name}: max |Δ| = ${diff.toExponential(2)}`);
+    const want = pixels.get(set)!;
+    expect([batch.batch, 3, batch.height, batch.width]).toEqual([1, ...want.shape(name)]);
+    const diff = maxAbsDiff(batch.data, want.float32(name));
+    console.log(`normalize ${set} ${name}: max |Δ| = ${diff.toExponential(2)}`);
     expect(diff).toBeLessThanOrEqual(1e-6);
   });
 

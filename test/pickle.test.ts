@@ -3,6 +3,7 @@ import { ClipIqaError } from '../src/errors.js';
 import {
   OpaqueObject,
   type PickleValue,
+  PlaceholderObject,
   TorchScriptObject,
   TorchStorage,
   TorchTensor,
@@ -125,6 +126,60 @@ describe('restricted unpickler: containers and scalars', () => {
   });
 });
 
+describe('restricted unpickler: classes outside the allow-list (issue 10, finding 18)', () => {
+  it('keeps an unknown class as an inert placeholder: calling, instantiating or building one yields a placeholder', () => {
+    const p = new Pickle().proto(2).mark();
+    p.global('argparse', 'Namespace').emptyTuple().newobj().emptyDict().str('lr').float(0.5).setitem().build(); // NEWOBJ + BUILD
+    p.global('pathlib', 'PosixPath').mark().str('/runs').tuple().reduce(); // REDUCE on the class
+    p.global('mylib', 'Factory').emptyTuple().newobj().mark().int(1).tuple().reduce(); // REDUCE on an instance
+    p.global('mylib', 'AttrDict').emptyTuple().newobj().mark().str('k').int(2).setitems(); // a dict subclass
+    p.global('mylib', 'Items').emptyTuple().newobj().mark().int(3).appends(); // a list subclass
+    p.tuple().stop();
+    const [ns, path, called, dict, list] = unpickle(p.toBytes()) as readonly PlaceholderObject[];
+    expect(ns).toBeInstanceOf(PlaceholderObject);
+    expect(ns!.className).toBe('argparse.Namespace');
+    expect((ns!.state as Map<PickleValue, PickleValue>).get('lr')).toBe(0.5);
+    expect(path!.className).toBe('pathlib.PosixPath');
+    expect(path!.args).toEqual(['/runs']);
+    expect(called).toBeInstanceOf(PlaceholderObject);
+    expect(called!.className).toBe('mylib.Factory');
+    expect(dict!.items.get('k')).toBe(2);
+    expect(list!.list).toEqual([3]);
+  });
+
+  it('refuses a placeholder as the pickled object itself', () => {
+    const bytes = new Pickle().proto(2).global('mylib', 'Model').emptyTuple().newobj().stop().toBytes();
+    const e = refused(() => unpickle(bytes, { source: 'm.pkl' }));
+    expect(e.code).toBe('E_PICKLE_REFUSED');
+    expect(e.message).toMatch(/^m\.pkl: refuses to load global mylib\.Model as the pickled object itself/);
+  });
+});
+
+describe('restricted unpickler: protocols 0 and 1 (issue 10, finding 19)', () => {
+  const enc = new TextEncoder();
+  const text = (s: string) => new Pickle().raw(...enc.encode(s));
+
+  it('reads STRING and UNICODE escapes, text ints and floats, INST and OBJ', () => {
+    const p = text("(dp0\nS'a\\'b\\x41\\n\\101'\np1\nVcaf\\u00e9 \\u005c \\u20ac\np2\nsI-12\nL123456789012345678901234567890L\n");
+    p.raw(...enc.encode('s(I1\ni__main__\nThing\np3\nI7\nsI7\n(cargparse\nNamespace\nop4\nsF0.25\nI01\ns.'));
+    const v = unpickle(p.toBytes()) as Map<PickleValue, PickleValue>;
+    expect(v.get("a'bA\nA")).toBe('café \\ €');
+    expect(v.get(-12)).toBe(123456789012345678901234567890n);
+    const [inst, seven] = [...v.entries()].find(([k]) => k instanceof PlaceholderObject)!;
+    expect((inst as PlaceholderObject).className).toBe('__main__.Thing');
+    expect((inst as PlaceholderObject).args).toEqual([1]);
+    expect(seven).toBe(7);
+    expect((v.get(7) as PlaceholderObject).className).toBe('argparse.Namespace');
+    expect(v.get(0.25)).toBe(true);
+  });
+
+  it('refuses a global named by INST by name, and integers longer than Python converts', () => {
+    expect(refused(() => unpickle(text('(ios\nsystem\n.').toBytes())).code).toBe('E_PICKLE_REFUSED');
+    const e = refused(() => unpickle(text(`I${'9'.repeat(5000)}\n.`).toBytes()));
+    expect(e.message).toMatch(/an integer of 5000 decimal digits exceeds the 4300 that Python itself converts/);
+  });
+});
+
 describe('restricted unpickler: refuses what could run code', () => {
   it('refuses os.system by GLOBAL, before anything is called', () => {
     const bytes = new Pickle().proto(2).global('os', 'system').str('echo pwned').raw(0x85).reduce().stop().toBytes();
@@ -213,7 +268,7 @@ describe('restricted unpickler: malformed input', () => {
       const edits = 1 + Math.floor(rand() * 3);
       for (let i = 0; i < edits; i++) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
       try {
-        unpickle(bytes, { persistentLoad: load, maxMaterializedBytes: 1 << 20 });
+        unpickle(bytes, { persistentLoad: load, limits: { expandBytes: 1 << 20, pickleBudget: 1 << 20 } });
       } catch (e) {
         if (!(e instanceof ClipIqaError)) throw new Error(`trial ${trial}: ${String(e)} from bytes ${[...bytes].join(',')}`);
       }
@@ -297,7 +352,9 @@ describe('restricted unpickler: tensors', () => {
     }) as TorchTensor;
     expect([...t.data]).toEqual([7, 8, 7, 8, 7, 8]);
     const huge = new Pickle().proto(2).tensor({ type: 'FloatStorage', key: '0', numel: 1, size: [60000, 60000], stride: [0, 0] }).stop();
-    expect(refused(() => read(huge, { '0': float32Bytes([1]) })).message).toMatch(/more than 4294967296 bytes/);
+    expect(refused(() => read(huge, { '0': float32Bytes([1]) })).message).toMatch(
+      /would copy 13\.41 GiB, more than the 4 bytes their storages hold plus 64 MiB \(expandBytes\)/,
+    );
   });
 
   it('keeps float16 bits and int64 values', () => {
@@ -331,6 +388,26 @@ describe('restricted unpickler: tensors', () => {
     expect(refused(() => read(rank, { '0': float32Bytes([0, 1, 2, 3, 4, 5]) })).message).toMatch(/differ in rank/);
     const negative = new Pickle().proto(2).tensor({ type: 'FloatStorage', key: '0', numel: 6, size: [-1], stride: [1] }).stop();
     expect(refused(() => read(negative, { '0': float32Bytes([0, 1, 2, 3, 4, 5]) })).message).toMatch(/not a count/);
+  });
+
+  it('unwraps _rebuild_from_type_v2, and refuses nesting past 16 levels with a clear error, not a stack overflow', () => {
+    const wrapped = (levels: number): Pickle => {
+      const p = new Pickle().proto(2).global('torch._tensor', '_rebuild_from_type_v2').put(0).raw(0x30);
+      p.global('torch', 'Tensor').put(1).raw(0x30).global('torch._utils', '_rebuild_tensor_v2').put(2).raw(0x30);
+      p.get(0);
+      for (let i = 1; i < levels; i++) p.mark().get(0).get(1);
+      p.mark().get(2).get(1);
+      p.mark().mark().str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(2).tuple().binpersid();
+      p.int(0).ints([2]).ints([1]).bool(false).emptyDict().tuple(); // the tensor's arguments
+      p.emptyDict().tuple(); // (_rebuild_tensor_v2, Tensor, args, state)
+      for (let i = 1; i < levels; i++) p.emptyDict().tuple();
+      return p.reduce().stop();
+    };
+    const t = read(wrapped(3), { '0': float32Bytes([4, 5]) }) as TorchTensor;
+    expect([...t.data]).toEqual([4, 5]);
+    const e = refused(() => read(wrapped(100_000), { '0': float32Bytes([4, 5]) }));
+    expect(e.code).toBe('E_WEIGHTS_FORMAT');
+    expect(e.message).toMatch(/torch\._tensor\._rebuild_from_type_v2 is nested more than 16 deep/);
   });
 
   it('unwraps _rebuild_parameter and an empty tensor', () => {

@@ -32,11 +32,14 @@ describe('README', () => {
     for (const cmd of first) expect(ci).toMatch(new RegExp(`^${cmd}$`, 'm'));
   });
 
-  it('the fixture command scores the shared photos', async () => {
+  it("'Try it' scores the repository's photos with a model in the repository, no ../shared needed", async () => {
     const line = blocks('sh')[1]!.trim();
-    expect(line).toMatch(/^npx clip-iqa -m \.\.\/shared\/fixtures/);
+    expect(line).toMatch(/^npx clip-iqa -m test\/fixtures\/\S+ test\/fixtures\/photos$/);
+    expect(line).not.toMatch(/shared|--vocab/);
     const { stdout } = await run('bash', ['-c', line], { cwd: repoRoot, env });
-    expect(JSON.parse(stdout).images).toHaveLength(7);
+    const doc = JSON.parse(stdout);
+    expect(doc.images).toHaveLength(3);
+    expect(doc.summary.failed).toBe(0);
   });
 
   it('the served-from-URL command downloads, verifies and scores', async () => {
@@ -52,7 +55,7 @@ describe('README', () => {
     );
     const { stdout } = result;
     const doc = JSON.parse(stdout);
-    expect(doc.images).toHaveLength(7);
+    expect(doc.images).toHaveLength(3);
     expect(doc.summary.failed).toBe(0);
   });
 

@@ -17,7 +17,7 @@ import { commonFolder, renderReport, writeReport } from '../src/report/html.js';
 import { escapeMarkup, radarLayout, radarSvg } from '../src/report/radar.js';
 import { isThumbnail, makeThumbnail, mapInOrder, thumbnailsInOrder } from '../src/report/thumbnails.js';
 import { browserUnavailable, externalRequests, launchChromium, watchPage } from './helpers/browser.js';
-import { VOCAB, fixture, repoRoot, shared } from './helpers/shared.js';
+import { fixture, photo, repoRoot, VOCAB } from './helpers/shared.js';
 
 const PAPER = ATTRIBUTE_SETS.paper!;
 const HOSTILE = `evil "quote's" <script>alert(1)<\\script> & <img src=x onerror=alert(2)>.png`;
@@ -163,14 +163,14 @@ describe('thumbnails', () => {
   };
 
   it('makes a small WebP with the longest side at the asked size', async () => {
-    const t = await makeThumbnail(shared('images', 'coffee.png'));
+    const t = await makeThumbnail(photo('chelsea.png'));
     if (!isThumbnail(t)) throw new Error(t.reason);
     expect([t.width, t.height]).toEqual([240, 160]);
     const { bytes, meta } = await decode(t.uri);
     expect(meta.format).toBe('webp');
     expect([meta.width, meta.height]).toEqual([240, 160]);
     expect(bytes.length).toBeLessThan(20_000);
-    const small = await makeThumbnail(shared('images', 'retina.jpg'), { size: 100, quality: 60 });
+    const small = await makeThumbnail(photo('camera.png'), { size: 100, quality: 60 });
     expect(isThumbnail(small) && [small.width, small.height]).toEqual([100, 100]);
   });
 
@@ -234,7 +234,7 @@ describe('thumbnails', () => {
     expect(out).toEqual([...delays.keys()]);
     expect(most).toBe(3);
     const results = [];
-    for await (const t of thumbnailsInOrder([shared('images', 'camera.png'), { reason: 'read from standard input' }, shared('images', 'chelsea.png')], { size: 32 })) {
+    for await (const t of thumbnailsInOrder([photo('camera.png'), { reason: 'read from standard input' }, photo('chelsea.png')], { size: 32 })) {
       results.push(t);
     }
     expect(results.map((t) => (isThumbnail(t) ? `${t.width}x${t.height}` : t.reason))).toEqual(['32x32', 'read from standard input', '32x21']);
@@ -243,7 +243,9 @@ describe('thumbnails', () => {
 
 // -- the page -------------------------------------------------------------------------------------------------------
 
-const IMAGES = ['chelsea.png', 'coffee.png', 'rocket.jpg', 'camera.png'];
+// The repository has three photographs: kitten.png is a second copy of chelsea.png.
+const IMAGES = ['chelsea.png', 'kitten.png', 'rocket.jpg', 'camera.png'] as const;
+const copyPhoto = (name: (typeof IMAGES)[number], dest: string): void => copyFileSync(photo(name === 'kitten.png' ? 'chelsea.png' : name), dest);
 
 describe('HTML report', () => {
   let dir: string;
@@ -254,8 +256,8 @@ describe('HTML report', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clip-iqa-report-'));
-    for (const f of IMAGES) copyFileSync(shared('images', f), join(dir, f));
-    copyFileSync(shared('images', 'astronaut.png'), join(dir, HOSTILE));
+    for (const f of IMAGES) copyPhoto(f, join(dir, f));
+    copyFileSync(photo('camera.png'), join(dir, HOSTILE));
     header = headerFor(names, { vivid: ['Vivid photo.', 'Dull photo.'], [ENSEMBLE]: ENSEMBLE_PAIRS.map((p) => [p.positive, p.negative]) });
     rows = [...IMAGES, HOSTILE].map((f, i) => ({ file: join(dir, f), width: 100 + i, height: 50 + i, scores: syntheticScores(names, i + 3) }));
     rows.splice(2, 0, { file: join(dir, `lost <b>"file"</b>.jpg`), error: { code: 'E_NOT_FOUND', message: `lost <b>"file"</b>.jpg: no such file or directory` } });
@@ -415,8 +417,8 @@ describe('HTML report', () => {
     };
     expect(await failure(join(dir, 'no', 'such', 'dir', 'r.html'))).toMatch(/cannot write the report .*r\.html: the directory .*dir does not exist; create it first/);
     expect(await failure(dir)).toMatch(/that is a directory; give a file name such as report\.html/);
-    expect(await failure(join(dir, 'coffee.png'))).toMatch(/one of the images of this run/);
-    expect(readFileSync(join(dir, 'coffee.png')).subarray(1, 4).toString()).toBe('PNG');
+    expect(await failure(join(dir, 'kitten.png'))).toMatch(/one of the images of this run/);
+    expect(readFileSync(join(dir, 'kitten.png')).subarray(1, 4).toString()).toBe('PNG');
   });
 
   it('finds the folder all images share', () => {
@@ -440,8 +442,8 @@ describe.skipIf(noBrowser)(`HTML report in Chromium${noBrowser ? ` (skipped: ${n
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'clip-iqa-browser-'));
-    for (const f of IMAGES) copyFileSync(shared('images', f), join(dir, f));
-    copyFileSync(shared('images', 'astronaut.png'), join(dir, HOSTILE));
+    for (const f of IMAGES) copyPhoto(f, join(dir, f));
+    copyFileSync(photo('camera.png'), join(dir, HOSTILE));
     rows = [...IMAGES, HOSTILE].map((f, i) => ({ file: join(dir, f), width: 512, height: 400, scores: syntheticScores(names, i + 11) }));
     file = join(dir, 'report.html');
     await writeReport(file, {
@@ -514,7 +516,7 @@ describe.skipIf(noBrowser)(`HTML report in Chromium${noBrowser ? ` (skipped: ${n
     expect(await page.locator('article.card').first().locator('.rank').textContent()).toBe('#1');
     await page.selectOption('#sort-dir', 'asc');
     expect(await firstName()).toBe(base([...rows].sort((a, b) => a.scores.sharpness! - b.scores.sharpness!)[0]!.file));
-    await page.fill('#filter', 'COFFEE');
+    await page.fill('#filter', 'KITTEN');
     expect(await page.locator('article.card:visible').count()).toBe(1);
     expect(await page.locator('#shown').textContent()).toBe('1 of 5 shown');
     await page.fill('#filter', '<script>');
@@ -596,7 +598,7 @@ describe.skipIf(noBrowser)(`HTML report in Chromium${noBrowser ? ` (skipped: ${n
 // -- end to end -----------------------------------------------------------------------------------------------------
 
 describe('report end to end with the fixture model', () => {
-  const images = ['chelsea.png', 'coffee.png', 'camera.png'].map((f) => shared('images', f));
+  const images = (['chelsea.png', 'rocket.jpg', 'camera.png'] as const).map((f) => photo(f));
   const model = fixture('tiny-rn', 'model.safetensors');
   let dir: string;
   beforeAll(() => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ClipIqaError } from '../src/errors.js';
+import { loadCheckpoint } from '../src/weights/load.js';
 import { readSafetensors } from '../src/weights/safetensors.js';
 import { fixture } from './helpers/shared.js';
 
@@ -16,8 +17,8 @@ function build(header: Record<string, unknown>, data: Uint8Array, declaredLength
 describe('safetensors reader', () => {
   it('reads the fixture model with its metadata and shapes', () => {
     const sd = readSafetensors(readFileSync(fixture('tiny-rn', 'model.safetensors')), 'tiny-rn');
-    expect(sd.metadata.format).toBe('openai-clip-state-dict');
-    expect(sd.shape('visual.conv1.weight')).toEqual([4, 3, 3, 3]);
+    expect(sd.metadata.format).toBe('pt');
+    expect(sd.shape('visual.conv1.weight')).toEqual([2, 3, 3, 3]);
     expect(sd.get('logit_scale').dtype).toBe('float32');
     expect(Math.exp(sd.float32('logit_scale')[0]!)).toBeCloseTo(10, 5);
   });
@@ -65,8 +66,36 @@ describe('safetensors reader', () => {
     expect(() => readSafetensors(bytes)).toThrowError(/needs 12/);
   });
 
+  it('refuses tensors that share bytes (issue 10, finding 17)', () => {
+    const bytes = build(
+      {
+        a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+        b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        empty: { dtype: 'F32', shape: [0], data_offsets: [4, 4] },
+      },
+      new Uint8Array(12),
+    );
+    expect(() => readSafetensors(bytes, 'o.safetensors')).toThrowError(/^o\.safetensors: .*tensors "a" \(bytes 0\.\.8\) and "b" \(bytes 4\.\.12\) overlap/);
+  });
+
+  it('refuses a file without tensors: an empty header, or metadata only', async () => {
+    for (const header of [{}, { __metadata__: { format: 'pt' } }]) {
+      const bytes = build(header, new Uint8Array(0));
+      expect(() => readSafetensors(bytes, 'e.safetensors')).toThrowError(/^e\.safetensors: not a valid safetensors file: the header lists no tensors/);
+      await expect(loadCheckpoint(bytes, { source: 'e.safetensors' })).rejects.toThrowError(/the header lists no tensors/);
+    }
+  });
+
+  it('caps the header (headerBytes), before parsing it', () => {
+    const bytes = build({ w: { dtype: 'U8', shape: [1], data_offsets: [0, 1] }, __metadata__: { note: 'x'.repeat(2000) } }, new Uint8Array(1));
+    expect(readSafetensors(bytes).size).toBe(1);
+    expect(() => readSafetensors(bytes, 'h.safetensors', { headerBytes: 1024 })).toThrowError(
+      /^h\.safetensors: the safetensors header is 2\.\d+ KiB, over the 1 KiB limit \(headerBytes\).*CLIP_IQA_MAX_HEADER_BYTES/,
+    );
+  });
+
   it('names the missing tensor', () => {
-    const sd = readSafetensors(build({}, new Uint8Array(0)), 'empty.safetensors');
-    expect(() => sd.get('visual.proj')).toThrowError(/empty\.safetensors: the checkpoint has no tensor "visual\.proj"/);
+    const sd = readSafetensors(build({ w: { dtype: 'U8', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)), 'one.safetensors');
+    expect(() => sd.get('visual.proj')).toThrowError(/one\.safetensors: the checkpoint has no tensor "visual\.proj"/);
   });
 });

@@ -8,11 +8,11 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ClipIqa } from '../src/api.js';
 import { BIN, runCli } from './helpers/cli.js';
-import { VOCAB, fixture, repoRoot, shared } from './helpers/shared.js';
+import { fixture, photo, repoRoot, VOCAB } from './helpers/shared.js';
 
 const MODEL = fixture('tiny-rn', 'model.safetensors');
 const CTX = fixture('tiny-rn', 'clipiqa+-ctx.pth');
-const CHELSEA = readFileSync(shared('images', 'chelsea.png'));
+const CHELSEA = readFileSync(photo('chelsea.png'));
 
 interface Served {
   readonly child: ChildProcess;

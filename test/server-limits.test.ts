@@ -10,10 +10,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClipIqa } from '../src/api.js';
 import { type Engine, type ServerOptions, buildServer, serverUrl, startServer } from '../src/server/index.js';
 import { startServer as startFileServer, type TestServer } from './helpers/http-server.js';
-import { VOCAB, fixture, shared } from './helpers/shared.js';
+import { fixture, photo, VOCAB } from './helpers/shared.js';
 
 const MODEL = fixture('tiny-rn', 'model.safetensors');
-const CHELSEA = readFileSync(shared('images', 'chelsea.png'));
+const CHELSEA = readFileSync(photo('chelsea.png'));
 
 interface ErrorDoc {
   error: { code: string; message: string };

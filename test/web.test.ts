@@ -13,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClipIqa } from '../src/api.js';
 import { startServer } from '../src/server/index.js';
 import { browserUnavailable, launchChromium, watchPage } from './helpers/browser.js';
-import { VOCAB, fixture, shared } from './helpers/shared.js';
+import { fixture, photo, VOCAB } from './helpers/shared.js';
 
 const MODEL = fixture('tiny-rn', 'model.safetensors');
-const PHOTOS = ['chelsea.png', 'rocket.jpg', 'coffee.png'];
+const PHOTOS = ['chelsea.png', 'rocket.jpg', 'camera.png'] as const;
 const SCREENSHOTS = process.env.CLIP_IQA_SCREENSHOTS ?? join(tmpdir(), 'clip-iqa-screenshots');
 const reason = browserUnavailable();
 
@@ -54,10 +54,10 @@ describe.skipIf(reason)(`the web page in Chromium${reason ? ` (skipped: ${reason
     await page.waitForSelector('body[data-ready="true"]');
     await expect.poll(() => page.locator('#model').textContent()).toContain('model.safetensors');
 
-    await page.setInputFiles('#files', PHOTOS.map((p) => shared('images', p)));
+    await page.setInputFiles('#files', PHOTOS.map((p) => photo(p)));
     await settled(page, PHOTOS.length);
     for (const p of PHOTOS) {
-      const expected = (await iqa.score(readFileSync(shared('images', p)))).scores;
+      const expected = (await iqa.score(readFileSync(photo(p)))).scores;
       const q = await cardScore(page, p, 'quality');
       expect(q.text).toBe(expected.quality!.toFixed(3));
       expect(Math.abs(q.value - expected.quality!)).toBeLessThanOrEqual(5e-7);
@@ -75,7 +75,7 @@ describe.skipIf(reason)(`the web page in Chromium${reason ? ` (skipped: ${reason
     await page.waitForFunction((n) => document.querySelectorAll('.card [data-score="vivid"]').length === n && !document.querySelector('.card.pending'), PHOTOS.length);
     const vivid = new Map<string, number>();
     for (const p of PHOTOS) {
-      const expected = (await iqa.score(readFileSync(shared('images', p)), { attributes: [], prompts: ['vivid=Vivid photo.|Dull photo.'] })).scores.vivid!;
+      const expected = (await iqa.score(readFileSync(photo(p)), { attributes: [], prompts: ['vivid=Vivid photo.|Dull photo.'] })).scores.vivid!;
       const got = await cardScore(page, p, 'vivid');
       expect(Math.abs(got.value - expected)).toBeLessThanOrEqual(5e-7);
       vivid.set(p, expected);
@@ -135,7 +135,7 @@ describe.skipIf(reason)(`the web page in Chromium${reason ? ` (skipped: ${reason
     const seen = watchPage(page);
     await page.goto(url);
     await page.waitForSelector('body[data-ready="true"]');
-    await page.setInputFiles('#files', shared('images', 'chelsea.png'));
+    await page.setInputFiles('#files', photo('chelsea.png'));
     await settled(page, 1);
     // Longer than CLIP's 77 tokens: the server answers E_TOKENIZER for the pair.
     await page.fill('#pair-name', 'wordy');
@@ -162,7 +162,7 @@ describe.skipIf(reason)(`the web page in Chromium${reason ? ` (skipped: ${reason
       await page.fill('#token', 'page-token-1234');
       await page.click('#token-dialog button[value="ok"]');
       await page.waitForSelector('body[data-ready="true"]');
-      await page.setInputFiles('#files', shared('images', 'chelsea.png'));
+      await page.setInputFiles('#files', photo('chelsea.png'));
       await settled(page, 1);
       expect((await cardScore(page, 'chelsea.png', 'quality')).text).toMatch(/^0\.\d{3}$/);
       await page.close();

@@ -72,7 +72,7 @@ function plusTakesNoImage(cmd: Command): Command {
 export function addModelOptions(cmd: Command): Command {
   return plusTakesNoImage(cmd)
     .option('-m, --model <model>', 'CLIP checkpoint: registry name (RN50, ViT-B/32, …), file, or URL#sha256=…', 'RN50')
-    .option('--vocab <vocab>', 'CLIP BPE vocabulary: file, URL or registry name (default: fetched with the model)')
+    .option('--vocab <vocab>', 'CLIP BPE vocabulary: file, URL or registry name (default: the copy in the package)')
     .option('--plus [context]', 'add the CLIP-IQA+ score with a learned context: registry name (default clipiqa+), file or URL')
     .addOption(new Option('--positional <mode>', 'positional embedding of the image tower').choices(POSITIONAL_MODES).default('none'))
     .addOption(new Option('--noisiness <polarity>', 'noisy: higher = noisier (official); clean: higher = cleaner (torchmetrics)').choices(['noisy', 'clean']).default('noisy'))

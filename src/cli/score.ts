@@ -109,6 +109,7 @@ Examples:
   $ clip-iqa --keep 'quality>=0.6,sharpness>=0.5' --copy-to best/ --dry-run photos/
   $ clip-iqa --plus --json photo.jpg                  add CLIP-IQA+ (learned prompts, official context)
   $ clip-iqa --report report.html photos/             an HTML page with thumbnails and radar charts
+  $ clip-iqa -m model.safetensors photo.png           a local model: no download
 
 Exit status: 0 when every image was scored, 1 when some failed (reported, the batch goes on), 2 on bad usage,
 130 (143 on SIGTERM) when interrupted: the output then holds what was done, and says so.`,

@@ -39,6 +39,7 @@ import {
   type Verification,
 } from './cache.js';
 import { download, type DownloadJob, type DownloadOptions, type HubLogger } from './download.js';
+import { packagedFile } from './packaged.js';
 import { createProgressBar, type ProgressCallback } from './progress.js';
 import { DEFAULT_REGISTRY, findEntry, getEntry, type FileKind, type Registry, type RegistryEntry } from './registry.js';
 
@@ -387,6 +388,11 @@ export async function resolveSource(spec: string | undefined, kind: FileKind, op
  */
 export async function resolveParsed(src: SourceSpec, st: HubSettings, options: HubOptions, replace?: () => Promise<unknown>): Promise<ResolvedFile> {
   if (src.type === 'path') return { path: src.path, source: 'path', entry: null, sha256: null, verification: null, downloaded: false, url: null };
+  // Files the package ships (the vocabulary) are used where they are, never cached or fetched.
+  const packaged = src.type === 'registry' ? packagedFile(src.entry) : null;
+  if (packaged && src.type === 'registry') {
+    return { path: packaged, source: 'registry', entry: src.entry, sha256: src.entry.sha256, verification: 'sha256', downloaded: false, url: null };
+  }
   if (src.type === 'url' && src.sha256 === null && st.requireChecksum) {
     throw new ClipIqaError(
       'E_OPTION',

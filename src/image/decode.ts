@@ -33,7 +33,8 @@
  *   attack surface. Grey becomes R=G=B.
  * - Files are read into memory once and decoded from the bytes, so a file replaced between the header
  *   check and the decode cannot slip past the pixel limit, and libvips' file cache cannot serve stale
- *   pixels for a path whose content changed.
+ *   pixels for a path whose content changed. Only regular files are read (a FIFO named `p.jpg` would block
+ *   forever, `/dev/zero` never end), of at most `maxFileBytes` (default 256 MiB, or CLIP_IQA_MAX_IMAGE_BYTES).
  *
  * Reference-parity notes: PNGs, and with `icc: 'ignore'` the shared JPEGs too, decode bit-equal to PIL
  * (mozjpeg and libjpeg-turbo agree). 16-bit images keep their precision here, where PIL reduces 16-bit
@@ -41,9 +42,10 @@
  * profile-based conversion. sharp runs libvips single-threaded on glibc Linux (`sharp.concurrency()`
  * is 1 there), which suits us: the network, not decoding, needs the cores.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
 import { ClipIqaError, errCode, errorMessage } from '../errors.js';
+import { parseByteSize, readRegularFile } from '../util/read-file.js';
 import type { RawImage } from '../model/types.js';
 
 /** What can be decoded: a file path, encoded bytes (a Buffer is a Uint8Array), or pixels already decoded. */
@@ -86,11 +88,24 @@ export interface DecodeOptions {
   readonly limitInputPixels?: number | false;
   /** How damaged a file may be and still decode; default `'error'`. */
   readonly failOn?: FailOnLevel;
+  /** Largest image file read from a path, in bytes; default `CLIP_IQA_MAX_IMAGE_BYTES`, else 256 MiB. */
+  readonly maxFileBytes?: number;
   /** Names a byte source in errors (default `<buffer>`); a path names itself. */
   readonly name?: string;
 }
 
 export const DEFAULT_LIMIT_INPUT_PIXELS = 2 ** 28;
+export const DEFAULT_MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024;
+export const MAX_IMAGE_FILE_ENV = 'CLIP_IQA_MAX_IMAGE_BYTES';
+
+/** The image file size limit in force when no `maxFileBytes` option is given. */
+export function defaultMaxImageFileBytes(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env[MAX_IMAGE_FILE_ENV];
+  if (text === undefined || text === '') return DEFAULT_MAX_IMAGE_FILE_BYTES;
+  const n = parseByteSize(text);
+  if (n === undefined) throw new ClipIqaError('E_OPTION', `${MAX_IMAGE_FILE_ENV}=${JSON.stringify(text)} is not a size; give bytes, e.g. 536870912 or 512MiB.`);
+  return n;
+}
 
 export const DEFAULT_DECODE_OPTIONS = {
   orientation: 'exif',
@@ -99,6 +114,7 @@ export const DEFAULT_DECODE_OPTIONS = {
   icc: 'convert',
   limitInputPixels: DEFAULT_LIMIT_INPUT_PIXELS,
   failOn: 'error',
+  maxFileBytes: DEFAULT_MAX_IMAGE_FILE_BYTES,
 } as const satisfies DecodeOptions;
 
 /** Container formats, as reported: sharp's names, with HEIF split into AVIF and HEIC. */
@@ -141,7 +157,7 @@ const SAMPLE_BITS: Record<string, number> = { uchar: 8, char: 8, ushort: 16, sho
 export async function decodeImage(source: ImageSource, options: DecodeOptions = {}): Promise<DecodedImage> {
   const opts = checkOptions(options);
   if (isRawImage(source)) return decodeRaw(source, opts);
-  const { name, bytes } = await readSource(source, opts.name);
+  const { name, bytes } = await readSource(source, opts.name, opts.maxFileBytes);
 
   const meta = await readMetadata(bytes, name);
   const format = formatName(meta);
@@ -266,7 +282,8 @@ type CheckedOptions = Required<Omit<DecodeOptions, 'resize' | 'name'>> & Pick<De
 const RESIZE_OPTIONS: ResizeOptions = { kernel: 'cubic', fit: 'fill', fastShrinkOnLoad: false };
 
 function checkOptions(options: DecodeOptions): CheckedOptions {
-  const o = { ...DEFAULT_DECODE_OPTIONS, ...stripUndefined(options) };
+  // The file size limit defaults to its environment variable when set, so it is resolved per call.
+  const o = { ...DEFAULT_DECODE_OPTIONS, ...stripUndefined(options), maxFileBytes: options.maxFileBytes ?? defaultMaxImageFileBytes() };
   const oneOf = <T extends string>(key: string, value: T, allowed: readonly T[]): void => {
     if (!allowed.includes(value)) {
       throw new ClipIqaError('E_OPTION', `${key} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}.`);
@@ -280,6 +297,9 @@ function checkOptions(options: DecodeOptions): CheckedOptions {
     throw new ClipIqaError('E_OPTION', `limitInputPixels must be a positive integer or false, got ${String(o.limitInputPixels)}.`);
   }
   if (o.resize !== undefined) checkResize(o.resize);
+  if (o.maxFileBytes !== undefined && !(Number.isSafeInteger(o.maxFileBytes) && o.maxFileBytes > 0)) {
+    throw new ClipIqaError('E_OPTION', `maxFileBytes must be a positive whole number of bytes, got ${String(o.maxFileBytes)}.`);
+  }
   return o;
 }
 
@@ -401,15 +421,25 @@ function fileError(path: string, e: unknown): ClipIqaError {
   return new ClipIqaError('E_IMAGE', `${path}: cannot read the file: ${errorMessage(e)}.`, { cause: e });
 }
 
-async function readSource(source: string | Uint8Array, name: string | undefined): Promise<{ name: string; bytes: Uint8Array }> {
+async function readSource(
+  source: string | Uint8Array,
+  name: string | undefined,
+  maxFileBytes: number,
+): Promise<{ name: string; bytes: Uint8Array }> {
   if (typeof source !== 'string') {
     if (source.length === 0) throw new ClipIqaError('E_IMAGE', `${name ?? '<buffer>'}: the image data is empty.`);
     return { name: name ?? '<buffer>', bytes: source };
   }
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(source);
+    bytes = await readRegularFile(source, {
+      maxBytes: maxFileBytes,
+      code: 'E_IMAGE',
+      what: 'an image',
+      raise: `if the image is genuine, raise the limit with ${MAX_IMAGE_FILE_ENV} or the maxFileBytes decode option`,
+    });
   } catch (e) {
+    if (e instanceof ClipIqaError) throw e;
     throw fileError(source, e);
   }
   if (bytes.length === 0) throw new ClipIqaError('E_IMAGE', `${source}: the file is empty.`);

@@ -3,12 +3,12 @@
  * (CoOp), trained on KonIQ. This module reads such a context from the files it ships in and builds the
  * prompts' token-embedding sequences exactly as the official PromptLearner does.
  */
-import { readFile } from 'node:fs/promises';
 import { ClipIqaError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { toFloat32 } from '../tensor.js';
 import type { Tokenizer } from '../text/tokenizer.js';
 import { type PickleValue, TorchTensor, isPickleDict } from '../weights/pickle.js';
+import { readCheckpointFile } from '../weights/limits.js';
 import { loadPickledObject, sniffCheckpointFormat } from '../weights/load.js';
 import { readSafetensors } from '../weights/safetensors.js';
 
@@ -44,15 +44,19 @@ function fromTensor(t: Tensor, source: string, key: string): LearnedContext {
   return { source, key, prompts, tokens, width, data: Float32Array.from(toFloat32(t)) };
 }
 
-/** Depth-first search for `…prompt_learner.ctx` in nested dicts (MMEditing `state_dict`, pyiqa `params`). */
-function findContext(value: PickleValue, path: string): [string, TorchTensor] | undefined {
-  if (!isPickleDict(value)) return undefined;
+/**
+ * Depth-first search for `…prompt_learner.ctx` in nested dicts (MMEditing `state_dict`, pyiqa `params`). Each
+ * dict is searched once and only a few levels deep: a hostile pickle can nest or share dicts without end.
+ */
+function findContext(value: PickleValue, path: string, seen = new Set<object>(), depth = 0): [string, TorchTensor] | undefined {
+  if (!isPickleDict(value) || seen.has(value) || depth > 16) return undefined;
+  seen.add(value);
   for (const [k, v] of value) {
     const key = path ? `${path}.${String(k)}` : String(k);
     if (v instanceof TorchTensor && (key === CONTEXT_SUFFIX || key.endsWith(`.${CONTEXT_SUFFIX}`) || key === 'ctx')) return [key, v];
   }
   for (const [k, v] of value) {
-    const found = findContext(v, path ? `${path}.${String(k)}` : String(k));
+    const found = findContext(v, path ? `${path}.${String(k)}` : String(k), seen, depth + 1);
     if (found) return found;
   }
   return undefined;
@@ -67,8 +71,9 @@ export async function loadLearnedContext(pathOrBytes: string | Uint8Array, sourc
   const name = source ?? (typeof pathOrBytes === 'string' ? pathOrBytes : 'CLIP-IQA+ context');
   let bytes: Uint8Array;
   try {
-    bytes = typeof pathOrBytes === 'string' ? await readFile(pathOrBytes) : pathOrBytes;
+    bytes = typeof pathOrBytes === 'string' ? await readCheckpointFile(pathOrBytes) : pathOrBytes;
   } catch (e) {
+    if (e instanceof ClipIqaError && e.code !== 'E_NOT_FOUND') throw e;
     throw new ClipIqaError('E_NOT_FOUND', `${name}: cannot read the CLIP-IQA+ context file (${(e as Error).message}).`, { cause: e });
   }
   if (sniffCheckpointFormat(bytes) === 'safetensors') {

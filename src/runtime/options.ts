@@ -76,15 +76,17 @@ export function checkDevice(device: Device | undefined, probe: DeviceProbe = {})
     throw new ClipIqaError('E_DEVICE', `the ${name} execution provider is not in this build of onnxruntime-node (it offers ${[...backends.keys()].join(', ')}); use --device cpu`);
   }
   if (d === 'cuda') {
-    // Not in the npm package: onnxruntime-node's install script fetches them, and this project's .npmrc skips it.
+    // Not in the npm package: onnxruntime-node's install script fetches them, unless skipped (as this project's
+    // install does: ONNXRUNTIME_NODE_INSTALL=skip, or npm 11's allowScripts).
     const dir = ortBinaryDir(plat);
     const missing = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'].filter((f) => !(probe.fileExists ?? existsSync)(join(dir, f)));
     if (missing.length > 0) {
+      const script = join(dirname(dirname(dir)), '..', '..', 'script', 'install.js');
       throw new ClipIqaError(
         'E_DEVICE',
         `the CUDA execution provider is not installed: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${dir}. ` +
-          `onnxruntime-node downloads them at install time (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux), which this package's install skips; ` +
-          `run \`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node\` with network access, and have the CUDA 12 runtime and cuDNN 9 libraries on the library path; or use --device cpu`,
+          `onnxruntime-node's install script downloads them (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux) unless the install skipped it; ` +
+          `run \`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script}\` with network access, and have the CUDA 12 runtime and cuDNN 9 libraries on the library path; or use --device cpu`,
       );
     }
   }

@@ -6,9 +6,9 @@
  * `bpe_simple_vocab_16e6.txt.gz` (lines 1..48894, line 0 is a version header, the rest of the file is
  * unused), then `<|startoftext|>` 49406 and `<|endoftext|>` 49407.
  */
-import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { ClipIqaError, errCode } from '../errors.js';
+import { formatBytes, readRegularFile } from '../util/read-file.js';
 import { PY_WHITESPACE, cleanText } from './clean.js';
 
 const SOT_TEXT = '<|startoftext|>';
@@ -17,6 +17,11 @@ const EOT_TEXT = '<|endoftext|>';
 const MERGE_COUNT = 49152 - 256 - 2;
 export const CLIP_VOCAB_SIZE = 256 * 2 + MERGE_COUNT + 2;
 export const DEFAULT_CONTEXT_LENGTH = 77;
+/**
+ * The vocabulary file, and its text once unpacked, may take this much: the real file is 1.3 MB (3.2 MB unpacked)
+ * and CLIP reads only its first 48895 lines; a gzip bomb would otherwise inflate to gigabytes.
+ */
+export const MAX_VOCAB_BYTES = 16 * 1024 * 1024;
 /** The word cache is bounded so that a long-running server fed arbitrary text does not grow without end. */
 const CACHE_LIMIT = 100_000;
 
@@ -100,8 +105,14 @@ export class Tokenizer {
   static async fromFile(path: string, options: TokenizerOptions = {}): Promise<Tokenizer> {
     let bytes: Uint8Array;
     try {
-      bytes = await readFile(path);
+      bytes = await readRegularFile(path, {
+        maxBytes: MAX_VOCAB_BYTES,
+        code: 'E_TOKENIZER',
+        what: 'the CLIP BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)',
+        raise: 'it is not a CLIP vocabulary',
+      });
     } catch (e) {
+      if (e instanceof ClipIqaError) throw e;
       const code = errCode(e);
       if (code === 'ENOENT') {
         throw new ClipIqaError(
@@ -130,8 +141,9 @@ export class Tokenizer {
     let raw = bytes;
     if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
       try {
-        raw = gunzipSync(bytes);
+        raw = gunzipSync(bytes, { maxOutputLength: MAX_VOCAB_BYTES });
       } catch (e) {
+        if (errCode(e) === 'ERR_BUFFER_TOO_LARGE') throw fail(`it inflates to more than ${formatBytes(MAX_VOCAB_BYTES)} (the real one is 3.2 MB)`, e);
         throw fail(`gzip data is corrupt (${(e as Error).message})`, e);
       }
     }

@@ -3,10 +3,19 @@
  * archives (`.pt`, `.pth`, `.bin`), OpenAI's TorchScript archives, and legacy (pre-1.6) torch.save files.
  * The format is sniffed from the content, never from the file name.
  */
-import { readFile } from 'node:fs/promises';
-import { ClipIqaError, errCode } from '../errors.js';
+import { ClipIqaError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { type PickleDict, type PickleValue, TorchScriptObject, TorchTensor, describeValue } from './pickle.js';
+import { type ReadLimits, readCheckpointFile, resolveReadLimits } from './limits.js';
+import {
+  type PickleDict,
+  type PickleValue,
+  TorchScriptObject,
+  TorchTensor,
+  describeValue,
+  isPlaceholder,
+  placeholderClass,
+  placeholderRefusal,
+} from './pickle.js';
 import { isSafetensors, readSafetensors } from './safetensors.js';
 import { StateDict } from './state-dict.js';
 import { type TorchArchive, isLegacyTorchSave, isZip, readLegacyTorchSave, readTorchZip, stateDictFromValue } from './torch-save.js';
@@ -17,6 +26,11 @@ export type CheckpointFormat = 'safetensors' | 'torch-zip' | 'torch-legacy';
 export interface LoadOptions {
   /** Names the input in error messages when bytes are given (a path names itself). */
   readonly source?: string;
+  /**
+   * What reading may cost (file size, pickle budget, inflation, …); unset limits come from their environment
+   * variables or the defaults (see `ReadLimits`).
+   */
+  readonly limits?: Partial<ReadLimits>;
 }
 
 const ACCEPTED =
@@ -31,17 +45,34 @@ export function sniffCheckpointFormat(bytes: Uint8Array): CheckpointFormat | nul
   return null;
 }
 
-async function input(pathOrBytes: string | Uint8Array, options: LoadOptions): Promise<{ bytes: Uint8Array; source: string }> {
-  if (typeof pathOrBytes !== 'string') return { bytes: pathOrBytes, source: options.source ?? 'checkpoint' };
+interface Input {
+  readonly bytes: Uint8Array;
+  readonly source: string;
+  readonly limits: ReadLimits;
+}
+
+async function input(pathOrBytes: string | Uint8Array, options: LoadOptions): Promise<Input> {
+  const limits = resolveReadLimits(options.limits);
+  if (typeof pathOrBytes !== 'string') return { bytes: pathOrBytes, source: options.source ?? 'checkpoint', limits };
+  return { bytes: await readCheckpointFile(pathOrBytes, limits.checkpointBytes), source: options.source ?? pathOrBytes, limits };
+}
+
+/**
+ * Runs a reader, turning an engine limit it hits (a stack overflow on absurd nesting, a Map or array past V8's
+ * maximum size) into the clear error any malformed checkpoint gets: the budgets should catch such files first.
+ */
+async function guarded<T>(source: string, read: () => T | Promise<T>): Promise<T> {
   try {
-    return { bytes: await readFile(pathOrBytes), source: options.source ?? pathOrBytes };
+    return await read();
   } catch (e) {
-    const code = errCode(e);
-    if (code === 'ENOENT') throw new ClipIqaError('E_NOT_FOUND', `${pathOrBytes}: no such checkpoint file.`, { cause: e });
-    if (code === 'ERR_FS_FILE_TOO_LARGE') {
-      throw new ClipIqaError('E_WEIGHTS_FORMAT', `${pathOrBytes}: the file is larger than the 2 GiB Node can read at once; no CLIP checkpoint is that large.`, { cause: e });
+    if (e instanceof RangeError) {
+      throw new ClipIqaError(
+        'E_WEIGHTS_FORMAT',
+        `${source}: the checkpoint is nested too deeply or holds too many objects to read (${e.message}); it is corrupt or hostile.`,
+        { cause: e },
+      );
     }
-    throw new ClipIqaError('E_NOT_FOUND', `${pathOrBytes}: cannot read the checkpoint (${(e as Error).message}).`, { cause: e });
+    throw e;
   }
 }
 
@@ -56,8 +87,8 @@ function unrecognised(bytes: Uint8Array, source: string): ClipIqaError {
   return new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: not a checkpoint this reader recognises: ${what}. ${ACCEPTED}`);
 }
 
-async function readArchive(bytes: Uint8Array, source: string, format: CheckpointFormat): Promise<TorchArchive> {
-  return format === 'torch-zip' ? readTorchZip(bytes, source) : readLegacyTorchSave(bytes, source);
+async function readArchive({ bytes, source, limits }: Input, format: CheckpointFormat): Promise<TorchArchive> {
+  return guarded(source, () => (format === 'torch-zip' ? readTorchZip(bytes, source, limits) : readLegacyTorchSave(bytes, source, limits)));
 }
 
 /**
@@ -67,13 +98,14 @@ async function readArchive(bytes: Uint8Array, source: string, format: Checkpoint
  * `params` → `prompt_learner.ctx` in pyiqa's, or a bare tensor).
  */
 export async function loadPickledObject(pathOrBytes: string | Uint8Array, options: LoadOptions = {}): Promise<PickleValue> {
-  const { bytes, source } = await input(pathOrBytes, options);
+  const file = await input(pathOrBytes, options);
+  const { bytes, source } = file;
   const format = sniffCheckpointFormat(bytes);
   if (format === 'safetensors') {
     throw new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: a safetensors file, which holds named tensors and no pickled object; read it with loadCheckpoint.`);
   }
   if (format === null) throw unrecognised(bytes, source);
-  return (await readArchive(bytes, source, format)).root;
+  return (await readArchive(file, format)).root;
 }
 
 /**
@@ -82,15 +114,18 @@ export async function loadPickledObject(pathOrBytes: string | Uint8Array, option
  * Wrapped checkpoints are unwrapped: see `findClipStateDict`.
  */
 export async function loadCheckpoint(pathOrBytes: string | Uint8Array, options: LoadOptions = {}): Promise<StateDict> {
-  const { bytes, source } = await input(pathOrBytes, options);
+  const file = await input(pathOrBytes, options);
+  const { bytes, source } = file;
   const format = sniffCheckpointFormat(bytes);
   if (format === null) throw unrecognised(bytes, source);
-  if (format === 'safetensors') return normalizeStateDict(readSafetensors(bytes, source));
-  const archive = await readArchive(bytes, source, format);
-  return findClipStateDict(archive.root, source, {
-    format: format === 'torch-zip' ? 'torch.save' : 'torch.save (legacy)',
-    ...(archive.archiveName ? { archive: archive.archiveName } : {}),
-  });
+  if (format === 'safetensors') return normalizeStateDict(readSafetensors(bytes, source, file.limits));
+  const archive = await readArchive(file, format);
+  return guarded(source, () =>
+    findClipStateDict(archive.root, source, {
+      format: format === 'torch-zip' ? 'torch.save' : 'torch.save (legacy)',
+      ...(archive.archiveName ? { archive: archive.archiveName } : {}),
+    }),
+  );
 }
 
 /** Keys under which training code nests the model's state dict, in the order they are tried. */
@@ -113,7 +148,8 @@ function holdsTensors(v: PickleValue | undefined): boolean {
  *   prefix (`generator.clip_model.text_projection`, …) that prefix is removed too.
  */
 export function findClipStateDict(root: PickleValue, source: string, metadata: Record<string, string> = {}): StateDict {
-  if (root instanceof TorchScriptObject) return torchScriptStateDict(root, source, metadata.archive);
+  if (root instanceof TorchScriptObject) return nonEmpty(torchScriptStateDict(root, source, metadata.archive), source, root);
+  if (isPlaceholder(root)) throw placeholderRefusal(source, placeholderClass(root), 'as the pickled object itself');
   if (root instanceof TorchTensor) {
     throw new ClipIqaError(
       'E_WEIGHTS_FORMAT',
@@ -127,21 +163,28 @@ export function findClipStateDict(root: PickleValue, source: string, metadata: R
   let dict: PickleDict | TorchScriptObject = root;
   const direct = [...root.values()].some((v) => v instanceof TorchTensor);
   if (!direct) {
-    for (const key of WRAPPER_KEYS) {
-      const v = root.get(key);
-      if (holdsTensors(v)) {
-        dict = v as PickleDict | TorchScriptObject;
-        break;
+    const key = WRAPPER_KEYS.find((k) => holdsTensors(root.get(k)));
+    if (key !== undefined) dict = root.get(key) as PickleDict | TorchScriptObject;
+    else {
+      // `{'model': model}`: the weights are a pickled model object, which is refused by name.
+      for (const k of WRAPPER_KEYS) {
+        const v = root.get(k);
+        if (isPlaceholder(v)) throw placeholderRefusal(source, placeholderClass(v), `under "${k}"`);
       }
     }
   }
   const sd =
     dict instanceof TorchScriptObject ? torchScriptStateDict(dict, source, metadata.archive) : stateDictFromValue(dict, source, metadata);
-  if (sd.size === 0) {
-    const keys = [...root.keys()].slice(0, 10).map((k) => JSON.stringify(typeof k === 'string' ? k : describeValue(k)));
-    throw new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: the checkpoint holds no tensors (top-level keys: ${keys.join(', ') || 'none'}).`);
-  }
-  return normalizeStateDict(sd);
+  return normalizeStateDict(nonEmpty(sd, source, root));
+}
+
+/** A state dict with no tensors is an error that says what the checkpoint holds instead. */
+function nonEmpty(sd: StateDict, source: string, root: PickleDict | TorchScriptObject): StateDict {
+  if (sd.size > 0) return sd;
+  const names = root instanceof Map ? [...root.keys()] : [...root.attributes.keys()];
+  const keys = names.slice(0, 10).map((k) => JSON.stringify(typeof k === 'string' ? k : describeValue(k)));
+  const what = root instanceof Map ? 'top-level keys' : `attributes of ${root.className}`;
+  throw new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: the checkpoint holds no tensors (${what}: ${keys.join(', ') || 'none'}).`);
 }
 
 /** Strips a `module.` prefix shared by every name, then a prefix under which the CLIP tensors sit. */

@@ -2,16 +2,26 @@
  * A restricted unpickler for PyTorch checkpoints, written from the pickle opcode definitions.
  *
  * Python's pickle is a small stack machine whose GLOBAL + REDUCE opcodes can import and call anything,
- * which is how a `.pt` file can run `os.system` when `torch.load` opens it. This interpreter never calls
- * anything: globals must be on an allow-list of the few names PyTorch needs to describe tensors and
- * containers, and "calling" one of those means rebuilding the value here, from the arguments, in plain data.
- * Every other global is refused with E_PICKLE_REFUSED before any further byte is read.
+ * which is how a `.pt` file can run `os.system` when `torch.load` opens it. This interpreter never imports or
+ * calls anything:
+ * - the few names PyTorch needs to describe tensors and containers are on an allow-list, and "calling" one of
+ *   them means rebuilding the value here, from the arguments, in plain data;
+ * - names whose only use in a pickle is to run code or reach the system (os, subprocess, builtins.eval, …) are
+ *   refused with E_PICKLE_REFUSED the moment they are named, so a malicious file fails loudly and says what
+ *   it tried;
+ * - any other class (argparse.Namespace, a Lightning callback, an OmegaConf config: what training scripts
+ *   pickle beside the weights) becomes an inert placeholder, which calling, instantiating or building only
+ *   turns into another placeholder. A tensor built from one, or a root object that is one, is refused; the
+ *   state-dict readers refuse a chosen state dict that holds one.
  *
- * Every length, index and offset is checked against the input, so a truncated or hostile pickle ends in a
- * ClipIqaError, never a hang, a crash or an unbounded allocation.
+ * Every length, index and offset is checked against the input, and what the pickle makes the reader allocate is
+ * charged to a budget (`ReadLimits.pickleBudget`), so a truncated or hostile pickle ends in a ClipIqaError,
+ * never a hang, a crash or an unbounded allocation.
  */
 import { ClipIqaError } from '../errors.js';
 import { BYTES_PER_ELEMENT, type DType, type Tensor, type TensorData, allocateTensorData, typedView } from '../tensor.js';
+import { Budget, type ReadLimits, raiseHint, resolveReadLimits } from './limits.js';
+import { formatBytes } from '../util/read-file.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Values
@@ -36,6 +46,8 @@ export class TorchStorage {
     readonly bytes: Uint8Array,
     /** The storage key: the entry `data/<key>` of a zip checkpoint, or a legacy file's storage id. */
     readonly key: string,
+    /** The storage whose bytes these are: `key` itself, or for a legacy storage view, the storage it views. */
+    readonly root: string = key,
   ) {}
 
   get numel(): number {
@@ -78,6 +90,42 @@ export class OpaqueObject {
 }
 
 /**
+ * An instance of a class outside the allow-list, kept as inert data: its qualified name, the arguments the
+ * pickle gave its constructor, the state given through BUILD, and the items of a dict or list subclass
+ * (Lightning's AttributeDict) given through SETITEMS / APPENDS. Nothing of the class is imported or run.
+ */
+export class PlaceholderObject {
+  state: PickleValue | undefined;
+  #items: PickleDict | undefined;
+  #list: PickleValue[] | undefined;
+
+  constructor(
+    readonly className: string,
+    readonly args: readonly PickleValue[],
+  ) {}
+
+  /** What SETITEM(S) gave a dict subclass. */
+  get items(): PickleDict {
+    return (this.#items ??= new Map());
+  }
+
+  /** What APPEND(S) gave a list subclass. */
+  get list(): PickleValue[] {
+    return (this.#list ??= []);
+  }
+}
+
+/** A placeholder instance, or a class outside the allow-list that the pickle named. */
+export function isPlaceholder(v: PickleValue | undefined): v is PlaceholderObject | PickleGlobal {
+  return v instanceof PlaceholderObject || (v instanceof PickleGlobal && v.kind === 'placeholder');
+}
+
+/** The class a placeholder stands for. */
+export function placeholderClass(v: PlaceholderObject | PickleGlobal): string {
+  return v instanceof PlaceholderObject ? v.className : v.qualifiedName;
+}
+
+/**
  * What an unpickled checkpoint is made of. Python `dict` and `OrderedDict` become a Map (insertion-ordered),
  * `list` a mutable array and `tuple` a frozen array (`isTuple`), `set`/`frozenset` a Set, `bytes` a
  * Uint8Array (a view of the input), `int` a number (a bigint beyond 2^53), `None` null.
@@ -97,6 +145,7 @@ export type PickleValue =
   | TorchStorage
   | TorchScriptObject
   | OpaqueObject
+  | PlaceholderObject
   | PickleGlobal;
 
 export type PickleDict = Map<PickleValue, PickleValue>;
@@ -130,6 +179,7 @@ export function describeValue(v: PickleValue | undefined): string {
   if (v instanceof TorchStorage) return `a ${v.dtype} storage`;
   if (v instanceof TorchScriptObject) return `a TorchScript object ${v.className}`;
   if (v instanceof OpaqueObject) return `a ${v.className}`;
+  if (v instanceof PlaceholderObject) return `a ${v.className} object (not read)`;
   return `the global ${v.qualifiedName}`;
 }
 
@@ -154,7 +204,11 @@ export type GlobalKind =
   | 'set'
   | 'codecs-encode'
   | 'opaque'
-  | 'torchscript-class';
+  | 'dict'
+  | 'reconstructor'
+  | 'newobj'
+  | 'torchscript-class'
+  | 'placeholder';
 
 /** Storage classes as `torch.save` names them in persistent ids, and their element type. */
 const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
@@ -179,6 +233,14 @@ const DTYPE_NAMES = [
 
 const ALLOWED = new Map<string, GlobalKind>([
   ['collections.OrderedDict', 'ordered-dict'],
+  // Dict subclasses that training code leaves in checkpoints (meters, counters); read as plain dicts.
+  ['collections.defaultdict', 'dict'],
+  ['collections.Counter', 'dict'],
+  // How protocols 0 and 1 (and 2, for some classes) pickle an instance of a plain class.
+  ['copyreg._reconstructor', 'reconstructor'],
+  ['copy_reg._reconstructor', 'reconstructor'],
+  ['copyreg.__newobj__', 'newobj'],
+  ['copy_reg.__newobj__', 'newobj'],
   ['torch._utils._rebuild_tensor', 'rebuild-tensor'],
   ['torch._utils._rebuild_tensor_v2', 'rebuild-tensor-v2'],
   ['torch._utils._rebuild_parameter', 'rebuild-parameter'],
@@ -217,6 +279,40 @@ const ALLOWED = new Map<string, GlobalKind>([
   ...DTYPE_NAMES.map((d): [string, GlobalKind] => [`torch.${d}`, 'dtype']),
 ]);
 
+/**
+ * Names refused outright: modules and functions whose only use in a pickle is to run code, import, or reach
+ * files, processes and the network. Nothing named is ever called anyway; refusing by name makes a malicious
+ * file fail loudly, saying what it tried, instead of loading with an inert placeholder.
+ */
+const DENIED_MODULES = [
+  'os', 'posix', 'nt', 'subprocess', '_posixsubprocess', 'pty', 'sys', 'importlib', 'imp', 'runpy', 'pkgutil',
+  'zipimport', 'site', 'code', 'codeop', 'commands', 'popen2', 'pickle', '_pickle', 'cPickle', 'pickletools',
+  'marshal', 'shelve', 'dill', 'cloudpickle', 'joblib', 'operator', '_operator', 'functools',
+  'inspect', 'ctypes', '_ctypes', 'cffi', 'multiprocessing', 'threading', '_thread', 'thread', 'asyncio',
+  'signal', 'socket', '_socket', 'ssl', 'select', 'selectors', 'http', 'urllib', 'urllib2', 'urllib3',
+  'requests', 'ftplib', 'smtplib', 'telnetlib', 'webbrowser', 'shutil', 'tempfile', 'glob', 'io',
+  '_io', 'fileinput', 'linecache', 'pdb', 'bdb', 'timeit', 'trace', 'profile', 'cProfile', 'distutils',
+  'setuptools', 'pip', 'ensurepip', 'venv', 'sysconfig', 'platform', 'gc', 'weakref', 'atexit',
+  'torch.hub', 'torch.package', 'torch.serialization', 'torch.utils.cpp_extension', 'torch._dynamo',
+  'torch._inductor', 'torch.ops', 'torch._ops', 'torch.distributed', 'numpy.lib.npyio', 'numpy.ctypeslib',
+  'numpy.f2py', 'numpy.testing', 'numpy.distutils', 'pandas.io', 'yaml',
+];
+const DENIED_NAMES = new Set([
+  'torch.load', 'torch.jit.load', 'torch.compile', 'numpy.load', 'pandas.read_pickle', 'types.FunctionType',
+  'types.LambdaType', 'types.CodeType', 'types.MethodType', 'types.ModuleType', 'types.BuiltinFunctionType',
+]);
+/** Of `builtins` (`__builtin__` in Python 2) only plain data types pass; the rest (eval, exec, getattr, open, …) are refused. */
+const SAFE_BUILTINS = new Set([
+  'set', 'frozenset', 'object', 'bytearray', 'bytes', 'slice', 'complex', 'range', 'dict', 'list', 'tuple',
+  'int', 'float', 'str', 'bool', 'unicode', 'long',
+]);
+
+function isDenied(module: string, name: string): boolean {
+  if (module === 'builtins' || module === '__builtin__') return !SAFE_BUILTINS.has(name);
+  if (DENIED_NAMES.has(`${module}.${name}`)) return true;
+  return DENIED_MODULES.some((m) => module === m || module.startsWith(`${m}.`));
+}
+
 /** The element type a storage class global stands for. */
 export function storageDType(g: PickleGlobal): DType {
   const dtype = g.kind === 'storage-type' ? STORAGE_DTYPES[g.name] : undefined;
@@ -234,11 +330,13 @@ export interface UnpickleOptions {
   readonly persistentLoad?: (pid: PickleValue) => PickleValue;
   /** Admits TorchScript classes (`__torch__.*`) as inert attribute records: set for TorchScript archives. */
   readonly torchScriptClasses?: boolean;
+  /** Limits on allocation (pickleBudget, expandBytes); unset ones come from the environment or the defaults. */
+  readonly limits?: Partial<ReadLimits>;
   /**
-   * The most bytes that rebuilding non-contiguous tensors may allocate in all (default 4 GiB): strides of 0
-   * let a few bytes of storage describe an enormous tensor.
+   * The allocation budget to charge, shared by the pickles of one load; default: a fresh one of
+   * `limits.pickleBudget`.
    */
-  readonly maxMaterializedBytes?: number;
+  readonly budget?: Budget;
   /**
    * Checks tensor arguments but builds each tensor with no data. For a pass that only needs to know where a
    * pickle ends and which storages it names (the legacy format stores the storages after the pickle).
@@ -273,7 +371,20 @@ const OPCODE_NAMES: Readonly<Record<number, string>> = {
 
 const EMPTY_TUPLE: readonly PickleValue[] = Object.freeze([]);
 const utf8 = new TextDecoder('utf-8');
-const DEFAULT_MAX_MATERIALIZED = 4 * 1024 ** 3;
+const latin1 = new TextDecoder('latin1');
+
+/**
+ * Estimated heap bytes, charged to the budget: a stack or list slot, an empty container, a dict or set entry,
+ * an object the reader makes. Rough on purpose: they keep a hostile pickle's footprint within a small factor of
+ * the budget, while real checkpoint pickles (kilobytes to a few megabytes) stay far below it.
+ */
+const COST = { slot: 16, container: 64, entry: 32, object: 96, string: 24 } as const;
+/** CPython (3.11+) refuses to convert longer decimal strings to int; so does this reader, for the same reason. */
+const MAX_DECIMAL_DIGITS = 4300;
+/** The widest binary integer (LONG4) read: checkpoints hold counters and seeds, a few bytes wide. */
+const MAX_LONG_BYTES = 64 * 1024;
+/** `_rebuild_from_type_v2` wraps a rebuild function once per Python subclass level; real files nest one or two. */
+const MAX_REBUILD_NESTING = 16;
 
 /** What the stack holds; MARK lives in the metastack, so it is never a value. */
 type Item = PickleValue;
@@ -290,7 +401,14 @@ class Unpickler {
   readonly #metastack: Item[][] = [];
   readonly #memo = new Map<number, Item>();
   readonly #globals = new Map<string, PickleGlobal>();
-  #materialized = 0;
+  readonly #limits: ReadLimits;
+  readonly #budget: Budget;
+  /** Bytes copied to lay strided tensors out row-major, and the bytes of the storages seen (by root storage). */
+  #copied = 0;
+  #storageBytes = 0;
+  readonly #storageSeen = new Map<string, number>();
+  /** Frozen copies of lists given to `torch.Size`, reused while the list is unchanged. */
+  readonly #frozenLists = new WeakMap<readonly PickleValue[], readonly PickleValue[]>();
 
   constructor(bytes: Uint8Array, offset: number, options: UnpickleOptions) {
     this.#bytes = bytes;
@@ -298,6 +416,8 @@ class Unpickler {
     this.#source = options.source ?? 'pickle';
     this.#options = options;
     this.#pos = offset;
+    this.#limits = resolveReadLimits(options.limits);
+    this.#budget = options.budget ?? pickleBudget(this.#limits, this.#source);
   }
 
   run(): { value: PickleValue; end: number } {
@@ -326,6 +446,9 @@ class Unpickler {
         case 0x2e: {
           // STOP
           const value = this.#pop();
+          if (isPlaceholder(value)) {
+            throw placeholderRefusal(this.#source, placeholderClass(value), 'as the pickled object itself (a pickled model rather than its weights?)');
+          }
           return { value, end: this.#pos };
         }
 
@@ -367,6 +490,7 @@ class Unpickler {
         }
         case 0x47: {
           this.#need(8);
+          this.#charge(COST.slot);
           this.#push(this.#view.getFloat64(this.#pos, false));
           this.#pos += 8;
           break;
@@ -392,13 +516,13 @@ class Unpickler {
 
         // Strings and bytes
         case 0x58:
-          this.#push(utf8.decode(this.#take(this.#u32())));
+          this.#push(this.#text(this.#take(this.#u32())));
           break;
         case 0x8c:
-          this.#push(utf8.decode(this.#take(this.#u8())));
+          this.#push(this.#text(this.#take(this.#u8())));
           break;
         case 0x8d:
-          this.#push(utf8.decode(this.#take(this.#u64())));
+          this.#push(this.#text(this.#take(this.#u64())));
           break;
         case 0x54: {
           // BINSTRING / SHORT_BINSTRING: Python 2 str, which torch.load decodes as UTF-8.
@@ -406,11 +530,19 @@ class Unpickler {
           const n = this.#view.getInt32(this.#pos, true);
           this.#pos += 4;
           if (n < 0) throw this.#corrupt(`negative length ${n}`);
-          this.#push(utf8.decode(this.#take(n)));
+          this.#push(this.#text(this.#take(n)));
           break;
         }
         case 0x55:
-          this.#push(utf8.decode(this.#take(this.#u8())));
+          this.#push(this.#text(this.#take(this.#u8())));
+          break;
+        case 0x53:
+          // STRING (protocol 0): a Python 2 str literal, quoted and backslash-escaped.
+          this.#push(this.#text(this.#escapedString(this.#lineBytes())));
+          break;
+        case 0x56:
+          // UNICODE (protocol 0): raw-unicode-escape text.
+          this.#push(this.#rawUnicode(this.#lineBytes()));
           break;
         case 0x42:
           this.#push(this.#take(this.#u32()));
@@ -425,6 +557,7 @@ class Unpickler {
 
         // Containers
         case 0x28:
+          this.#charge(COST.container);
           this.#metastack.push(this.#stack);
           this.#stack = [];
           break;
@@ -443,6 +576,7 @@ class Unpickler {
           break;
         }
         case 0x5d:
+          this.#charge(COST.container);
           this.#push([]);
           break;
         case 0x6c:
@@ -460,10 +594,12 @@ class Unpickler {
           break;
         }
         case 0x7d:
+          this.#charge(COST.container);
           this.#push(new Map());
           break;
         case 0x64: {
           const items = this.#popMark();
+          this.#charge(COST.container);
           const d: PickleDict = new Map();
           this.#setItems(d, items);
           this.#push(d);
@@ -472,6 +608,7 @@ class Unpickler {
         case 0x73: {
           const v = this.#pop();
           const k = this.#pop();
+          this.#charge(COST.entry);
           this.#dict(this.#top()).set(k, v);
           break;
         }
@@ -481,18 +618,24 @@ class Unpickler {
           break;
         }
         case 0x8f:
+          this.#charge(COST.container);
           this.#push(new Set());
           break;
         case 0x90: {
           const items = this.#popMark();
           const s = this.#top();
-          if (!(s instanceof Set)) throw this.#corrupt(`ADDITEMS onto ${describeValue(s)}, not a set`);
-          for (const v of items) s.add(v);
+          this.#charge(COST.entry * items.length);
+          if (s instanceof PlaceholderObject) for (const v of items) s.list.push(v);
+          else if (s instanceof Set) for (const v of items) s.add(v);
+          else throw this.#corrupt(`ADDITEMS onto ${describeValue(s)}, not a set`);
           break;
         }
-        case 0x91:
-          this.#push(new Set(this.#popMark()));
+        case 0x91: {
+          const items = this.#popMark();
+          this.#charge(COST.container + COST.entry * items.length);
+          this.#push(new Set(items));
           break;
+        }
 
         // Stack and memo
         case 0x30:
@@ -506,16 +649,16 @@ class Unpickler {
           this.#push(this.#top());
           break;
         case 0x71:
-          this.#memo.set(this.#u8(), this.#top());
+          this.#memoize(this.#u8());
           break;
         case 0x72:
-          this.#memo.set(this.#u32(), this.#top());
+          this.#memoize(this.#u32());
           break;
         case 0x70:
-          this.#memo.set(this.#parseIndex(this.#line()), this.#top());
+          this.#memoize(this.#parseIndex(this.#line()));
           break;
         case 0x94:
-          this.#memo.set(this.#memo.size, this.#top());
+          this.#memoize(this.#memo.size);
           break;
         case 0x68:
           this.#push(this.#memoGet(this.#u8()));
@@ -576,12 +719,18 @@ class Unpickler {
           this.#push(this.#persistent(this.#line()));
           break;
         case 0x69: {
-          // INST names its class inline: refuse it by name like GLOBAL, then as an opcode torch never writes.
-          this.#global(this.#line(), this.#line());
-          throw this.#corrupt('the protocol-0 INST opcode is not supported (torch.save writes protocol 2 or newer)');
+          // INST (protocol 0): the class named inline, its arguments since the MARK.
+          const cls = this.#global(this.#line(), this.#line());
+          this.#push(this.#instantiate(cls, Object.freeze(this.#popMark())));
+          break;
         }
-        case 0x6f:
-          throw this.#corrupt('the protocol-1 OBJ opcode is not supported (torch.save writes protocol 2 or newer)');
+        case 0x6f: {
+          // OBJ (protocol 1): MARK class arg… OBJ.
+          const [cls, ...args] = this.#popMark();
+          if (cls === undefined) throw this.#corrupt('OBJ needs a class after the MARK');
+          this.#push(this.#instantiate(cls, Object.freeze(args)));
+          break;
+        }
         case 0x82:
         case 0x83:
         case 0x84:
@@ -590,9 +739,6 @@ class Unpickler {
             `${this.#source}: refuses the pickle's ${OPCODE_NAMES[op]} opcode at byte ${this.#opPos}: it names a global through ` +
               "Python's extension registry, which checkpoints never use. The file is not a plain PyTorch checkpoint.",
           );
-        case 0x53:
-        case 0x56:
-          throw this.#corrupt('protocol-0 text strings are not supported (torch.save writes protocol 2 or newer)');
         case 0x97:
         case 0x98:
           throw this.#corrupt('out-of-band buffers (protocol 5 NEXT_BUFFER) are not supported: checkpoints keep data in the file');
@@ -651,28 +797,88 @@ class Unpickler {
     return out;
   }
 
-  #line(): string {
+  #lineBytes(): Uint8Array {
     const end = this.#bytes.indexOf(0x0a, this.#pos);
     if (end < 0) throw this.#corrupt('a newline-terminated argument has no newline before the end of the data (truncated?)');
-    const text = utf8.decode(this.#bytes.subarray(this.#pos, end));
+    const line = this.#bytes.subarray(this.#pos, end);
     this.#pos = end + 1;
-    return text;
+    return line;
+  }
+
+  #line(): string {
+    return this.#text(this.#lineBytes());
+  }
+
+  /** UTF-8 text, charged to the budget. */
+  #text(bytes: Uint8Array): string {
+    this.#charge(COST.string + bytes.length);
+    return utf8.decode(bytes);
+  }
+
+  /** STRING's argument: `'…'` or `"…"` with Python's escapes (`codecs.escape_decode`), as bytes. */
+  #escapedString(line: Uint8Array): Uint8Array {
+    const q = line[0];
+    if (line.length < 2 || (q !== 0x27 && q !== 0x22) || line[line.length - 1] !== q) {
+      throw this.#corrupt('the STRING argument is not a quoted string');
+    }
+    const body = line.subarray(1, line.length - 1);
+    const out = new Uint8Array(body.length);
+    let n = 0;
+    for (let i = 0; i < body.length; i++) {
+      const c = body[i]!;
+      if (c !== 0x5c || i + 1 === body.length) {
+        out[n++] = c;
+        continue;
+      }
+      const e = body[++i]!;
+      const simple: Record<number, number> = { 0x5c: 0x5c, 0x27: 0x27, 0x22: 0x22, 0x61: 7, 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9, 0x76: 11 };
+      if (simple[e] !== undefined) out[n++] = simple[e];
+      else if (e === 0x0a) continue; // backslash-newline: a line continuation
+      else if (e === 0x78) {
+        const hex = latin1.decode(body.subarray(i + 1, i + 3));
+        if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw this.#corrupt('a \\x escape in a STRING lacks two hex digits');
+        out[n++] = parseInt(hex, 16);
+        i += 2;
+      } else if (e >= 0x30 && e <= 0x37) {
+        let v = e - 0x30;
+        for (let k = 0; k < 2 && i + 1 < body.length && body[i + 1]! >= 0x30 && body[i + 1]! <= 0x37; k++) v = v * 8 + body[++i]! - 0x30;
+        out[n++] = v & 0xff;
+      } else {
+        out[n++] = 0x5c; // an unknown escape keeps its backslash, as in Python
+        out[n++] = e;
+      }
+    }
+    return out.subarray(0, n);
+  }
+
+  /** UNICODE's argument (`raw-unicode-escape`): latin-1 bytes with `\uXXXX` and `\UXXXXXXXX` escapes. */
+  #rawUnicode(line: Uint8Array): string {
+    this.#charge(COST.string + 2 * line.length);
+    return latin1.decode(line).replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, u: string | undefined, w: string | undefined) => {
+      const cp = parseInt(u ?? w!, 16);
+      if (cp > 0x10ffff) throw this.#corrupt(`\\U${w} is not a code point`);
+      return String.fromCodePoint(cp);
+    });
   }
 
   /** Two's-complement little-endian integer of `n` bytes (LONG1 / LONG4). */
   #long(n: number): number | bigint {
+    if (n > MAX_LONG_BYTES) throw this.#corrupt(`an integer ${n} bytes wide (over the ${MAX_LONG_BYTES} read); no checkpoint holds one`);
     const bytes = this.#take(n);
     if (n === 0) return 0;
-    // Through a hex string: linear in n, where shifting a growing bigint byte by byte is quadratic.
-    let hex = '';
-    for (let i = n - 1; i >= 0; i--) hex += bytes[i]!.toString(16).padStart(2, '0');
-    let v = BigInt(`0x${hex}`);
+    this.#charge(COST.string + 4 * n);
+    // Through a hex string written natively: linear in n (a loop in JavaScript took 0.5 s per megabyte).
+    let v = BigInt(`0x${Buffer.from(bytes).reverse().toString('hex')}`);
     if (bytes[n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
     return toNumberIfSafe(v);
   }
 
   #parseInt(text: string): number | bigint {
-    if (!/^\s*[-+]?\d+\s*$/.test(text)) throw this.#corrupt(`"${text}" is not an integer`);
+    if (!/^\s*[-+]?\d+\s*$/.test(text)) throw this.#corrupt(`"${text.slice(0, 40)}${text.length > 40 ? '…' : ''}" is not an integer`);
+    const digits = text.trim().replace(/^[-+]/, '');
+    if (digits.length > MAX_DECIMAL_DIGITS) {
+      throw this.#corrupt(`an integer of ${digits.length} decimal digits exceeds the ${MAX_DECIMAL_DIGITS} that Python itself converts`);
+    }
     return toNumberIfSafe(BigInt(text.trim()));
   }
 
@@ -685,7 +891,17 @@ class Unpickler {
   // -- stack ----------------------------------------------------------------------------------------------
 
   #push(v: Item): void {
+    this.#charge(COST.slot);
     this.#stack.push(v);
+  }
+
+  #charge(bytes: number): void {
+    this.#budget.charge(bytes);
+  }
+
+  #memoize(i: number): void {
+    this.#charge(COST.entry);
+    this.#memo.set(i, this.#top());
   }
 
   #pop(): Item {
@@ -711,18 +927,23 @@ class Unpickler {
     return this.#memo.get(i)!;
   }
 
+  /** The list APPEND(S) adds to: a list, or the items of a placeholder for a list subclass. */
   #list(v: Item): PickleValue[] {
+    if (v instanceof PlaceholderObject) return v.list;
     if (!Array.isArray(v) || Object.isFrozen(v)) throw this.#corrupt(`appends onto ${describeValue(v)}, not a list`);
     return v;
   }
 
+  /** The dict SETITEM(S) sets: a dict, or the items of a placeholder for a dict subclass. */
   #dict(v: Item): PickleDict {
     if (v instanceof Map) return v;
+    if (v instanceof PlaceholderObject) return v.items;
     throw this.#corrupt(`sets an item on ${describeValue(v)}, not a dict`);
   }
 
   #setItems(d: PickleDict, items: Item[]): void {
     if (items.length % 2 !== 0) throw this.#corrupt(`${items.length} items do not make key-value pairs`);
+    this.#charge(COST.entry * (items.length / 2));
     for (let i = 0; i < items.length; i += 2) d.set(items[i]!, items[i + 1]!);
   }
 
@@ -732,12 +953,13 @@ class Unpickler {
     const qualified = `${module}.${name}`;
     const cached = this.#globals.get(qualified);
     if (cached) return cached;
+    if (isDenied(module, name)) throw refusal(this.#source, qualified, module);
     let kind = ALLOWED.get(qualified);
     if (!kind && this.#options.torchScriptClasses && (module === '__torch__' || module.startsWith('__torch__.'))) {
       kind = 'torchscript-class';
     }
-    if (!kind) throw refusal(this.#source, qualified, module);
-    const g = new PickleGlobal(module, name, kind);
+    this.#charge(COST.object);
+    const g = new PickleGlobal(module, name, kind ?? 'placeholder');
     this.#globals.set(qualified, g);
     return g;
   }
@@ -749,15 +971,19 @@ class Unpickler {
 
   /** REDUCE: what calling an allowed global would give, rebuilt from its arguments without calling anything. */
   #reduce(callable: Item, argsItem: Item): PickleValue {
+    if (callable instanceof PlaceholderObject) return this.#placeholder(callable.className, this.#args(argsItem, callable.className));
     if (!(callable instanceof PickleGlobal)) throw this.#corrupt(`REDUCE calls ${describeValue(callable)}, which is not callable`);
     const what = callable.qualifiedName;
     const args = this.#args(argsItem, what);
     switch (callable.kind) {
+      case 'placeholder':
+        return this.#placeholder(what, args);
       case 'ordered-dict': {
         const d: PickleDict = new Map();
         const init = args[0];
         if (init !== undefined && init !== null) {
           if (!Array.isArray(init)) throw this.#corrupt(`${what} is given ${describeValue(init)}, not a list of pairs`);
+          this.#charge(COST.container + COST.entry * init.length);
           for (const pair of init) {
             if (!Array.isArray(pair) || pair.length !== 2) throw this.#corrupt(`${what} is given ${describeValue(pair)}, not a pair`);
             d.set(pair[0]!, pair[1]!);
@@ -765,22 +991,49 @@ class Unpickler {
         }
         return d;
       }
+      case 'dict': {
+        // defaultdict(factory) or Counter(dict): the factory is irrelevant to reading; the items follow by SETITEMS.
+        const d: PickleDict = new Map();
+        const init = args[0];
+        if (init instanceof Map) {
+          this.#charge(COST.container + COST.entry * init.size);
+          for (const [k, v] of init) d.set(k, v);
+        }
+        return d;
+      }
+      case 'reconstructor': {
+        // copyreg._reconstructor(cls, base, state): `base.__new__(cls)`, then the state (protocols 0 and 1).
+        const [cls] = args;
+        return this.#newObject(cls ?? null, EMPTY_TUPLE);
+      }
+      case 'newobj': {
+        const [cls, ...rest] = args;
+        return this.#newObject(cls ?? null, Object.freeze(rest));
+      }
       case 'rebuild-tensor':
       case 'rebuild-tensor-v2':
         return this.#tensor(args, what);
       case 'rebuild-parameter':
       case 'rebuild-parameter-with-state': {
         const data = args[0];
+        if (isPlaceholder(data)) throw placeholderRefusal(this.#source, placeholderClass(data), `as the data of ${what}`);
         if (!(data instanceof TorchTensor)) throw this.#corrupt(`${what} is given ${describeValue(data)}, not a tensor`);
         return data;
       }
       case 'rebuild-from-type-v2': {
         // (func, new_type, args, state): the tensor is func(*args); the Python subclass and its state are dropped.
-        const [func, , inner] = args;
-        if (!(func instanceof PickleGlobal) || !func.kind.startsWith('rebuild-')) {
-          throw this.#corrupt(`${what} wraps ${describeValue(func)}, not a tensor rebuild function`);
+        // func may itself be this wrapper (a subclass of a subclass): unwrapped in a loop, to a bounded depth.
+        let wrapped = args;
+        for (let depth = 1; ; depth++) {
+          const [func, , inner] = wrapped;
+          if (isPlaceholder(func)) throw placeholderRefusal(this.#source, placeholderClass(func), `as the function that rebuilds a tensor in ${what}`);
+          if (!(func instanceof PickleGlobal) || !func.kind.startsWith('rebuild-')) {
+            throw this.#corrupt(`${what} wraps ${describeValue(func)}, not a tensor rebuild function`);
+          }
+          if (func.kind !== 'rebuild-from-type-v2') return this.#reduce(func, inner ?? null);
+          if (depth >= MAX_REBUILD_NESTING) throw this.#corrupt(`${what} is nested more than ${MAX_REBUILD_NESTING} deep`);
+          wrapped = this.#args(inner ?? null, what);
         }
-        return this.#reduce(func, inner ?? null);
       }
       case 'jit-identity':
       case 'jit-type-tag':
@@ -794,11 +1047,20 @@ class Unpickler {
       case 'size': {
         const dims = args[0] ?? EMPTY_TUPLE;
         if (!Array.isArray(dims)) throw this.#corrupt(`${what} is given ${describeValue(dims)}, not a tuple`);
-        return Object.freeze([...dims]);
+        // Shared, not copied: a memoised argument may be rebuilt thousands of times. A tuple is immutable; a
+        // list can only grow (APPEND), so its frozen copy stays valid while its length is unchanged.
+        if (Object.isFrozen(dims)) return dims;
+        const cached = this.#frozenLists.get(dims);
+        if (cached && cached.length === dims.length) return cached;
+        this.#charge(COST.container + COST.slot * dims.length);
+        const copy = Object.freeze(dims.slice());
+        this.#frozenLists.set(dims, copy);
+        return copy;
       }
       case 'set': {
         const items = args[0] ?? EMPTY_TUPLE;
         if (!Array.isArray(items) && !(items instanceof Set)) throw this.#corrupt(`${what} is given ${describeValue(items)}`);
+        this.#charge(COST.container + COST.entry * (items instanceof Set ? items.size : items.length));
         return new Set(items);
       }
       case 'codecs-encode': {
@@ -806,6 +1068,7 @@ class Unpickler {
         if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1')) {
           throw refusal(this.#source, `${what} with arguments other than (text, 'latin1')`, callable.module);
         }
+        this.#charge(COST.string + text.length);
         const out = new Uint8Array(text.length);
         for (let i = 0; i < text.length; i++) {
           const c = text.charCodeAt(i);
@@ -815,25 +1078,34 @@ class Unpickler {
         return out;
       }
       case 'opaque':
-        return new OpaqueObject(what, [...args]);
+        this.#charge(COST.object);
+        return new OpaqueObject(what, args);
       default:
         throw this.#corrupt(`${what} cannot be called`);
     }
   }
 
-  /** NEWOBJ: `cls.__new__(cls, *args)` for the classes we admit. */
+  /** NEWOBJ: `cls.__new__(cls, *args)` for the classes we admit; a placeholder for any other class. */
   #newObject(cls: Item, argsItem: Item): PickleValue {
+    if (cls instanceof PlaceholderObject) return this.#placeholder(cls.className, this.#args(argsItem, cls.className));
     if (!(cls instanceof PickleGlobal)) throw this.#corrupt(`NEWOBJ instantiates ${describeValue(cls)}, which is not a class`);
     const args = this.#args(argsItem, cls.qualifiedName);
     switch (cls.kind) {
+      case 'placeholder':
+        return this.#placeholder(cls.qualifiedName, args);
       case 'torchscript-class':
+        this.#charge(COST.object);
         return new TorchScriptObject(cls.qualifiedName);
       case 'ordered-dict':
+      case 'dict':
+        this.#charge(COST.container);
         return new Map();
       case 'set':
+        this.#charge(COST.container);
         return new Set();
       case 'opaque':
-        return new OpaqueObject(cls.qualifiedName, [...args]);
+        this.#charge(COST.object);
+        return new OpaqueObject(cls.qualifiedName, args);
       case 'size':
         return this.#reduce(cls, argsItem);
       default:
@@ -841,29 +1113,42 @@ class Unpickler {
     }
   }
 
+  /** INST / OBJ (protocols 0 and 1): `cls(*args)`, or `cls.__new__(cls)` for a class given no arguments. */
+  #instantiate(cls: Item, args: readonly PickleValue[]): PickleValue {
+    const isClass = cls instanceof PlaceholderObject || (cls instanceof PickleGlobal && !cls.kind.startsWith('rebuild-') && cls.kind !== 'codecs-encode');
+    return args.length === 0 && isClass ? this.#newObject(cls, args) : this.#reduce(cls, args);
+  }
+
+  #placeholder(className: string, args: readonly PickleValue[]): PlaceholderObject {
+    this.#charge(COST.object);
+    return new PlaceholderObject(className, args);
+  }
+
   /** BUILD: `obj.__setstate__(state)`, or setting attributes from a dict. */
   #build(obj: Item, state: Item): void {
     if (obj instanceof TorchScriptObject) {
       if (state instanceof Map && [...state.keys()].every((k) => typeof k === 'string')) {
+        this.#charge(COST.entry * state.size);
         for (const [k, v] of state) obj.attributes.set(k as string, v);
       } else {
         obj.state = state;
       }
       return;
     }
-    if (obj instanceof OpaqueObject) {
+    if (obj instanceof OpaqueObject || obj instanceof PlaceholderObject) {
       obj.state = state;
       return;
     }
     // A state_dict() is an OrderedDict carrying a `_metadata` attribute (per-module versions); a tensor may
-    // carry Python attributes. Neither changes the values we read.
-    if (obj instanceof Map || obj instanceof TorchTensor) return;
+    // carry Python attributes; a placeholder class has nothing to set. None changes the values we read.
+    if (obj instanceof Map || obj instanceof TorchTensor || isPlaceholder(obj)) return;
     throw this.#corrupt(`BUILD on ${describeValue(obj)}`);
   }
 
   #persistent(pid: PickleValue): PickleValue {
     const load = this.#options.persistentLoad;
     if (!load) throw this.#corrupt('a persistent id (a reference to data outside the pickle) where none is expected');
+    this.#charge(COST.object);
     return load(pid);
   }
 
@@ -872,6 +1157,7 @@ class Unpickler {
   /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`. */
   #tensor(args: readonly PickleValue[], what: string): TorchTensor {
     const [storage, offset, size, stride] = args;
+    if (isPlaceholder(storage)) throw placeholderRefusal(this.#source, placeholderClass(storage), `as the storage of a tensor (${what})`);
     if (!(storage instanceof TorchStorage)) throw this.#corrupt(`${what} is given ${describeValue(storage)}, not a storage`);
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
       throw this.#corrupt(`${what} is given the storage offset ${String(offset)}`);
@@ -881,17 +1167,27 @@ class Unpickler {
     if (shape.length !== strides.length) {
       throw this.#corrupt(`${what}: size [${shape.join(', ')}] and stride [${strides.join(', ')}] differ in rank`);
     }
+    this.#charge(COST.object + COST.slot * 2 * shape.length);
     if (this.#options.shapesOnly) return new TorchTensor(storage.dtype, shape, allocateTensorData(storage.dtype, 0));
+    const seen = this.#storageSeen.get(storage.root) ?? 0;
+    if (storage.bytes.length > seen) {
+      this.#storageBytes += storage.bytes.length - seen;
+      this.#storageSeen.set(storage.root, storage.bytes.length);
+    }
     return rebuildTensor(storage, offset, shape, strides, {
       source: this.#source,
       budget: (bytes) => {
-        this.#materialized += bytes;
-        const max = this.#options.maxMaterializedBytes ?? DEFAULT_MAX_MATERIALIZED;
-        if (this.#materialized > max) {
+        // A strided layout over distinct elements copies at most the storage it views; only overlapping strides
+        // (0 in an expanded tensor) make more, and those get `expandBytes` beyond the storages' own size.
+        this.#copied += bytes;
+        const allowed = this.#storageBytes + this.#limits.expandBytes;
+        if (this.#copied > allowed) {
           throw new ClipIqaError(
             'E_WEIGHTS_FORMAT',
-            `${this.#source}: rebuilding strided tensors would allocate more than ${max} bytes in all; ` +
-              'the checkpoint is corrupt or hostile (strides of 0 describe huge tensors). Save contiguous tensors.',
+            `${this.#source}: laying out strided tensors would copy ${formatBytes(this.#copied)}, more than the ` +
+              `${formatBytes(this.#storageBytes)} their storages hold plus ${formatBytes(this.#limits.expandBytes)} (expandBytes): ` +
+              'strides of 0 or overlapping strides describe a huge tensor with a few bytes. The checkpoint is corrupt or hostile; ' +
+              `${raiseHint('expandBytes')}, or save contiguous tensors.`,
           );
         }
       },
@@ -909,15 +1205,32 @@ class Unpickler {
   }
 }
 
+/** The allocation budget of one load, failing with a message that says how to raise it. */
+export function pickleBudget(limits: ReadLimits, source: string): Budget {
+  return new Budget(
+    limits.pickleBudget,
+    () =>
+      new ClipIqaError(
+        'E_WEIGHTS_FORMAT',
+        `${source}: unpickling would allocate more than ${formatBytes(limits.pickleBudget)} (pickleBudget) for containers, ` +
+          'strings and numbers. Real checkpoints need a few megabytes; this one is hostile (objects rebuilt over and over) ' +
+          `or holds an unusual amount of non-tensor data; ${raiseHint('pickleBudget')}.`,
+      ),
+  );
+}
+
 function toNumberIfSafe(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
+const TORCH_HINT =
+  'It is a PyTorch object this reader does not rebuild (only dense tensors, parameters and containers are read: ' +
+  'no quantized, sparse or custom tensor types). Save a state dict of plain tensors, or convert it to safetensors.';
+
 function refusal(source: string, qualified: string, module: string): ClipIqaError {
   const hint =
     module === 'torch' || module.startsWith('torch.')
-      ? 'It is a PyTorch object this reader does not rebuild (only dense tensors, parameters and containers are read: ' +
-        'no quantized, sparse or custom tensor types). Save a state dict of plain tensors, or convert it to safetensors.'
+      ? TORCH_HINT
       : 'Nothing in the file was run. If it is meant to be a checkpoint, it holds more than tensors ' +
         '(a pickled model object, or code); save model.state_dict() with torch.save, or convert it to safetensors.';
   return new ClipIqaError(
@@ -927,6 +1240,19 @@ function refusal(source: string, qualified: string, module: string): ClipIqaErro
   );
 }
 
+/**
+ * The error for weights that depend on a class outside the allow-list: `where` says how (", the pickled object
+ * itself", "the storage of a tensor", "under "state_dict"").
+ */
+export function placeholderRefusal(source: string, className: string, where: string): ClipIqaError {
+  const hint =
+    className.startsWith('torch.') || className.startsWith('__torch__')
+      ? TORCH_HINT
+      : 'Nothing in the file was run: objects of classes this reader does not know are kept as inert placeholders, ' +
+        'but the weights cannot depend on one. If it is a pickled model, load it in Python and save ' +
+        'model.state_dict() with torch.save, or convert it to safetensors.';
+  return new ClipIqaError('E_PICKLE_REFUSED', `${source}: refuses to load global ${className} ${where}. ${hint}`);
+}
 // ---------------------------------------------------------------------------------------------------------
 // Rebuilding a tensor from its storage
 

@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { ClipIqaError } from '../errors.js';
 import { BYTES_PER_ELEMENT, type DType, type Tensor, numel, typedView } from '../tensor.js';
+import { formatBytes } from '../util/read-file.js';
+import { type ReadLimits, raiseHint, readCheckpointFile, resolveReadLimits } from './limits.js';
 import { StateDict } from './state-dict.js';
 
 const DTYPES: Record<string, DType> = {
@@ -16,27 +17,37 @@ const DTYPES: Record<string, DType> = {
   BOOL: 'bool',
 };
 
-/** The upstream format caps the header at 100 MB; a larger length is a corrupt or hostile file. */
-const MAX_HEADER = 100 * 1024 * 1024;
+/** The upstream format caps the header at 100 MB; a larger length is not a safetensors file. */
+const FORMAT_MAX_HEADER = 100_000_000;
 
 export function isSafetensors(bytes: Uint8Array): boolean {
   if (bytes.length < 10) return false;
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  return n > 1 && n <= MAX_HEADER && n <= bytes.length - 8 && bytes[8] === 0x7b; // '{'
+  return n > 1 && n <= FORMAT_MAX_HEADER && n <= bytes.length - 8 && bytes[8] === 0x7b; // '{'
 }
 
 /**
  * Parses a safetensors file held in memory. Tensors are views into `bytes` where alignment allows.
- * Every offset and size is checked against the file before use.
+ * Every offset and size is checked against the file before use; tensors may not share bytes (as upstream
+ * requires), and a file without tensors is refused. The header may take `limits.headerBytes` (8 MiB by
+ * default): parsing a 75 MB header of a million entries takes seconds, and real headers are kilobytes.
  */
-export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): StateDict {
+export function readSafetensors(bytes: Uint8Array, source = 'safetensors', limitOverrides: Partial<ReadLimits> = {}): StateDict {
   const bad = (what: string) =>
     new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: not a valid safetensors file: ${what}. Re-download or re-export the checkpoint.`);
   if (bytes.length < 8) throw bad(`${bytes.length} bytes is shorter than the 8-byte header length`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(MAX_HEADER)) throw bad(`header length ${headerLength} exceeds the format's 100 MB limit`);
+  if (headerLength > BigInt(FORMAT_MAX_HEADER)) throw bad(`header length ${headerLength} exceeds the format's 100 MB limit`);
   const n = Number(headerLength);
   if (8 + n > bytes.length) throw bad(`header of ${n} bytes runs past the end of the ${bytes.length}-byte file (truncated?)`);
+  const { headerBytes } = resolveReadLimits(limitOverrides);
+  if (n > headerBytes) {
+    throw new ClipIqaError(
+      'E_WEIGHTS_FORMAT',
+      `${source}: the safetensors header is ${formatBytes(n)}, over the ${formatBytes(headerBytes)} limit (headerBytes); ` +
+        `real headers take kilobytes per thousand tensors, so the file is corrupt or hostile; ${raiseHint('headerBytes')}.`,
+    );
+  }
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
@@ -47,6 +58,7 @@ export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Stat
   const dataStart = 8 + n;
   const dataLength = bytes.length - dataStart;
   const tensors = new Map<string, Tensor>();
+  const spans: { name: string; begin: number; end: number }[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
@@ -77,11 +89,19 @@ export function readSafetensors(bytes: Uint8Array, source = 'safetensors'): Stat
     if (end - begin !== count * BYTES_PER_ELEMENT[dtype]) {
       throw bad(`tensor "${name}" spans ${end - begin} bytes, but ${dtype}[${shape.join(', ')}] needs ${count * BYTES_PER_ELEMENT[dtype]}`);
     }
+    if (end > begin) spans.push({ name, begin, end });
     tensors.set(name, { dtype, shape: shape as number[], data: typedView(dtype, bytes, dataStart + begin, count) });
+  }
+  if (tensors.size === 0) throw bad('the header lists no tensors');
+  spans.sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < spans.length; i++) {
+    const [a, b] = [spans[i - 1]!, spans[i]!];
+    if (b.begin < a.end) throw bad(`tensors "${a.name}" (bytes ${a.begin}..${a.end}) and "${b.name}" (bytes ${b.begin}..${b.end}) overlap`);
   }
   return new StateDict(source, tensors, metadata);
 }
 
-export async function loadSafetensors(path: string): Promise<StateDict> {
-  return readSafetensors(await readFile(path), path);
+export async function loadSafetensors(path: string, limits: Partial<ReadLimits> = {}): Promise<StateDict> {
+  const resolved = resolveReadLimits(limits);
+  return readSafetensors(await readCheckpointFile(path, resolved.checkpointBytes), path, resolved);
 }

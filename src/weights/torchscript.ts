@@ -10,7 +10,7 @@
  */
 import { ClipIqaError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { TorchScriptObject, TorchTensor, isArray } from './pickle.js';
+import { TorchScriptObject, TorchTensor, isArray, isPlaceholder, placeholderClass, placeholderRefusal } from './pickle.js';
 import { StateDict } from './state-dict.js';
 
 /** Real module trees are a few dozen levels deep at most; deeper means corrupt or hostile input. */
@@ -24,20 +24,22 @@ const MAX_DEPTH = 200;
  */
 export function torchScriptStateDict(root: TorchScriptObject, source: string, archiveName = ''): StateDict {
   const out = new Map<string, Tensor>();
-  const ancestors = new Set<TorchScriptObject>();
+  // Each module is walked once: a module cannot contain itself, and a pickle whose modules share submodules
+  // along many paths (2^depth of them) would otherwise take exponential time. A module reached again adds no names.
+  const walked = new Set<TorchScriptObject>();
   const walk = (module: TorchScriptObject, prefix: string, depth: number): void => {
-    if (ancestors.has(module)) return; // a module cannot contain itself; ignore such a cycle rather than loop
+    if (walked.has(module)) return;
     if (depth > MAX_DEPTH) {
       throw new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: TorchScript modules nested more than ${MAX_DEPTH} deep (at "${prefix}"); the archive is corrupt.`);
     }
-    ancestors.add(module);
+    walked.add(module);
     for (const [name, value] of module.attributes) {
       const path = prefix + name;
       if (value instanceof TorchTensor) out.set(path, value);
       else if (value instanceof TorchScriptObject) walk(value, `${path}.`, depth + 1);
       else if (isArray(value)) value.forEach((v, i) => v instanceof TorchTensor && out.set(`${path}.${i}`, v));
+      else if (isPlaceholder(value)) throw placeholderRefusal(source, placeholderClass(value), `as the module attribute "${path}"`);
     }
-    ancestors.delete(module);
   };
   walk(root, '', 0);
   return new StateDict(source, out, { format: 'torchscript', class: root.className, ...(archiveName ? { archive: archiveName } : {}) });

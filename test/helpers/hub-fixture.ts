@@ -1,5 +1,5 @@
 /**
- * Shared set-up of the hub tests: the tiny-rn fixture model served by a local HTTP server, a fresh cache root per
+ * Shared set-up of the hub tests: a model-sized file served by a local HTTP server, a fresh cache root per
  * test, registry entries pointing at the server, and hub options that log into an array instead of stderr.
  */
 import { createHash } from 'node:crypto';
@@ -10,13 +10,14 @@ import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { ClipIqaError } from '../../src/errors.js';
 import { DEFAULT_REGISTRY, findEntry, type HubOptions, type ModelEntry, type Registry } from '../../src/hub/index.js';
+import { keyOf, streamAt } from './fixture-weights.js';
 import { startServer, type TestServer } from './http-server.js';
 import { fixture } from './shared.js';
 
 const RN50 = findEntry(DEFAULT_REGISTRY, 'RN50', 'model')!;
 
 export interface HubFixture {
-  /** The served file: tiny-rn's model.safetensors. */
+  /** The served file: tiny-rn's model.safetensors, padded with pseudo-random bytes to 14 MiB. */
   readonly payload: Buffer;
   readonly sha: string;
   readonly server: TestServer;
@@ -30,11 +31,24 @@ export interface HubFixture {
   opts(registry?: Registry, extra?: HubOptions): HubOptions;
 }
 
+/**
+ * The hub only moves bytes, and its tests cut and resume transfers at offsets up to 5 MB, so the served file is the
+ * repository's small fixture model followed by pseudo-random bytes (which compress as little as weights do).
+ */
+async function servedPayload(): Promise<Buffer<ArrayBuffer>> {
+  const model = await readFile(fixture('tiny-rn', 'model.safetensors'));
+  const out = Buffer.alloc(14 << 20);
+  model.copy(out);
+  const key = keyOf('hub payload', 0);
+  for (let i = model.length >> 2; i < out.length >> 2; i++) out.writeUInt32LE(streamAt(key, i, 32), i << 2);
+  return out;
+}
+
 /** Registers the hooks and returns the fixture, whose fields are valid inside tests. */
 export function useHubFixture(prefix: string, defaults: HubOptions = {}): HubFixture {
   const state = { payload: Buffer.alloc(0), sha: '', server: undefined as unknown as TestServer, root: '', logs: [] as string[] };
   beforeAll(async () => {
-    state.payload = await readFile(fixture('tiny-rn', 'model.safetensors'));
+    state.payload = await servedPayload();
     state.sha = createHash('sha256').update(state.payload).digest('hex');
     state.server = await startServer();
   });
