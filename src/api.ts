@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
-import { type HubOptions, type ResolvedFile, resolveSource } from './hub/resolve.js';
+import { type FileRequest, type ResolvedFile, resolveSources } from './hub/resolve.js';
+import type { HubOptions } from './hub/settings.js';
 import { type DecodeOptions, type DecodedImage, type ImageSource, decodeImage } from './image/decode.js';
 import { type UrlFetchOptions, fetchImageUrl, isHttpUrl } from './image/fetch.js';
 import { type ScoreMap, denseScoreMaps } from './iqa/dense.js';
@@ -28,13 +29,12 @@ import { pairScores } from './iqa/score.js';
 import { TextFeatureCache } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
-import { cacheRoot } from './hub/cache.js';
 import { rememberedSha256 } from './util/file-sha256.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
-import { loadCheckpoint } from './weights/load.js';
+import { loadClipModel } from './weights/layout.js';
 import { StateDict } from './weights/state-dict.js';
 import { EMBED_IMAGE_OPTIONS, LOAD_OPTIONS, SCORE_MANY_OPTIONS, SCORE_MAPS_OPTIONS, SCORE_OPTIONS, checkOptions } from './known-options.js';
 
@@ -42,16 +42,17 @@ export { PLUS };
 
 export interface ClipIqaOptions {
   /**
-   * A CLIP checkpoint: a registry name (`RN50`, the default, as in the paper; `ViT-B/32`, …), a file path
-   * (safetensors, torch.save, OpenAI TorchScript), a URL `https://…#sha256=…`, its bytes, or a loaded StateDict.
-   * Registry names and URLs are downloaded into the cache on first use.
+   * A CLIP model: a registry name (`RN50`, the default, as in the paper; `ViT-B/32`, `ViT-B-32-laion2B`, …), a
+   * Hugging Face id `hf:ORG/NAME[@REVISION][/FILE]`, a model folder (open_clip's or transformers' layout), a file
+   * path (safetensors, torch.save, OpenAI TorchScript; a config beside it is read), a URL `https://…#sha256=…`,
+   * its bytes, or a loaded StateDict. Registry names, hub ids and URLs are downloaded into the cache on first use.
    */
   readonly model?: string | Uint8Array | StateDict;
   /** The CLIP BPE vocabulary `bpe_simple_vocab_16e6.txt.gz`: registry name, path, URL or bytes; default: the copy in the package. */
   readonly vocab?: string | Uint8Array;
   /**
    * A CLIP-IQA+ learned context, which adds the `clipiqa+` score: `true` for the official context (`clipiqa+`),
-   * a registry name, a path, a URL, or bytes.
+   * a registry name, a path, `hf:ORG/NAME/FILE`, a URL, or bytes.
    */
   readonly plus?: string | Uint8Array | boolean;
   /**
@@ -213,6 +214,8 @@ export interface ModelFiles {
   readonly modelFile?: ResolvedFile;
   readonly vocabFile?: ResolvedFile;
   readonly plusFile?: ResolvedFile;
+  /** The model cache they were resolved in (derived data such as text features is kept there too). */
+  readonly cacheRoot: string;
 }
 
 /**
@@ -221,14 +224,19 @@ export interface ModelFiles {
  * find everything in the cache.
  */
 export async function resolveModelFiles(options: ClipIqaOptions): Promise<ModelFiles> {
-  const hub = options.hub ?? {};
   const { model, vocab, plus } = options;
-  // One after another, so that progress bars of first-time downloads do not interleave.
-  const modelFile = model instanceof StateDict || model instanceof Uint8Array ? undefined : await resolveSource(model, 'model', hub);
-  const vocabFile = vocab instanceof Uint8Array ? undefined : await resolveSource(vocab, 'vocab', hub);
-  const plusFile =
-    plus === undefined || plus === false || plus instanceof Uint8Array ? undefined : await resolveSource(plus === true ? undefined : plus, 'context', hub);
-  return { modelFile, vocabFile, plusFile };
+  const requests: (FileRequest | undefined)[] = [
+    model instanceof StateDict || model instanceof Uint8Array ? undefined : { spec: model, kind: 'model' },
+    vocab instanceof Uint8Array ? undefined : { spec: vocab, kind: 'vocab' },
+    plus === undefined || plus === false || plus instanceof Uint8Array ? undefined : { spec: plus === true ? undefined : plus, kind: 'context' },
+  ];
+  // One entry into the hub for all three: one reading of the environment, files fetched one after another.
+  const { files, root } = await resolveSources(
+    requests.filter((r) => r !== undefined),
+    options.hub ?? {},
+  );
+  const next = (r: FileRequest | undefined) => (r ? files.shift() : undefined);
+  return { modelFile: next(requests[0]), vocabFile: next(requests[1]), plusFile: next(requests[2]), cacheRoot: root };
 }
 
 /** CLIP-IQA over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
@@ -273,25 +281,31 @@ export class ClipIqa {
     checkDevice(options.runtime?.device);
     checkPositional(options.positional, 'positional');
     checkPositional(options.plusPositional, 'plusPositional');
-    const hub = options.hub ?? {};
     const { model } = options;
-    const { modelFile, vocabFile, plusFile } = await resolveModelFiles(options);
+    const { modelFile, vocabFile, plusFile, cacheRoot } = await resolveModelFiles(options);
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const [sd, tokenizer, context, identity, modelSha256] = await Promise.all([
-      model instanceof StateDict ? model : loadCheckpoint(model instanceof Uint8Array ? model : modelFile!.path),
+    const [clip, tokenizer, context, weightsIdentity, modelSha256] = await Promise.all([
+      loadClipModel({
+        weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
+        config: modelFile?.config,
+        architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
+      }),
       options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
       options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
       modelFile
-        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot({ cacheDir: hub.cacheDir })).catch(() => null))
+        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot).catch(() => null))
         : model instanceof Uint8Array
           ? createHash('sha256').update(model).digest('hex')
           : null,
     ]);
-    // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root.
-    const store = identity ? new FeatureStore(cacheRoot({ cacheDir: hub.cacheDir }), identity) : undefined;
+    const { sd, architecture } = clip;
+    // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
+    // read with another config (activation, heads) are another model.
+    const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
+    const store = identity ? new FeatureStore(cacheRoot, identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
-    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}) });
+    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), architecture });
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;

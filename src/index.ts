@@ -65,5 +65,6 @@ export { loadCheckpoint, loadPickledObject, type LoadOptions } from './weights/l
 export { DEFAULT_READ_LIMITS, READ_LIMIT_ENV, type ReadLimits } from './weights/limits.js';
 export { loadSafetensors, readSafetensors } from './weights/safetensors.js';
 export { StateDict } from './weights/state-dict.js';
-export { describeArchitecture, inferArchitecture, type ClipArchitecture } from './weights/architecture.js';
+export { describeArchitecture, inferArchitecture, type Activation, type ClipArchitecture } from './weights/architecture.js';
+export { loadClipModel, readModelConfig, type ClipModel, type ClipModelFiles, type Layout, type ModelConfig } from './weights/layout.js';
 export * as hub from './hub/index.js';

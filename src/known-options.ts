@@ -8,7 +8,7 @@
  */
 import type { ClipIqa, ClipIqaOptions, ScoreManyOptions, ScoreOptions } from './api.js';
 import { ClipIqaError } from './errors.js';
-import type { HubOptions } from './hub/resolve.js';
+import type { HubOptions } from './hub/settings.js';
 import type { DecodeOptions } from './image/decode.js';
 import type { UrlFetchOptions } from './image/fetch.js';
 import type { RuntimeOptions } from './runtime/options.js';
@@ -66,6 +66,10 @@ export const HUB_OPTIONS: OptionSchema = {
     lockTimeoutMs: true,
     lockStaleMs: true,
     progressIntervalMs: true,
+    hfEndpoint: true,
+    hfToken: true,
+    hfCacheDir: true,
+    maxDownloadBytes: true,
   }),
 };
 

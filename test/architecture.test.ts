@@ -26,7 +26,7 @@ describeEachFixtureSet(({ path }) => {
       const a = inferArchitecture(await loadSafetensors(path('tiny-rn', 'model.safetensors')));
       expect(a).toEqual({
         vision: { family: 'resnet', layers: c.layers, width: c.width, heads: c.width / 2, poolWidth: c.width * 32, resolution: c.resolution, grid: c.resolution / 32 },
-        text: { width: c.text_width, heads: heads(c.text_width), layers: c.text_layers, contextLength: 77, vocabSize: 49408 },
+        text: { width: c.text_width, heads: heads(c.text_width), layers: c.text_layers, contextLength: 77, vocabSize: 49408, activation: 'quick_gelu' },
         embedDim: c.embed_dim,
       });
     });
@@ -42,6 +42,7 @@ describeEachFixtureSet(({ path }) => {
         patch: c.patch,
         resolution: c.resolution,
         grid: c.resolution / c.patch!,
+        activation: 'quick_gelu',
       });
       expect(a.embedDim).toBe(c.embed_dim);
     });

@@ -241,7 +241,7 @@ describe('concurrency', () => {
       `const [hub, cacheDir, url, sha] = process.argv.slice(2);
 const m = await import(hub);
 const rn50 = m.findEntry(m.DEFAULT_REGISTRY, 'RN50', 'model');
-const registry = m.createRegistry([{ ...rn50, name: 'shared', aliases: [], fileName: 'shared.safetensors', urls: [url], sha256: sha, sha256Prefix: null }]);
+const registry = m.createRegistry([{ ...rn50, name: 'shared', aliases: [], fileName: 'shared.safetensors', hub: [], urls: [url], sha256: sha, sha256Prefix: null }]);
 const r = await m.resolveSource('shared', 'model', { cacheDir, registry, env: {}, quiet: true, log: (l, msg) => process.stderr.write(msg + '\\n') });
 process.stdout.write(JSON.stringify(r));
 `,
@@ -306,16 +306,20 @@ describe('cache that cannot be written', () => {
     expect(hub.server.count()).toBe(0);
   });
 
-  it.skipIf(!existsSync('/dev/full'))('a full disk (ENOSPC, simulated with /dev/full): E_CACHE, partial removed', async () => {
-    hub.server.route('/full', { body: hub.payload });
-    const dest = join(hub.root, 'models', 'full', 'full.safetensors');
+  // Issue 10, finding 9: a link at the partial file's name was followed and its target overwritten.
+  it('a link planted at the partial file is removed, never followed: its target is untouched', async () => {
+    hub.server.route('/planted', { body: hub.payload });
+    const dest = join(hub.root, 'models', 'planted', 'planted.safetensors');
     await mkdir(dirname(dest), { recursive: true });
-    // The partial file is where bytes go; pointing it at /dev/full makes every write fail with ENOSPC.
-    await symlink('/dev/full', `${dest}.part`);
-    const err = await caught(resolveFile('full', 'model', opts(createRegistry([entry('full', '/full')]))));
-    expect(err.code).toBe('E_CACHE');
-    expect(err.message).toMatch(new RegExp(`the disk holding ${join(hub.root, 'models', 'full')} is full \\(about 15 MB are needed\\)\\. Free some space there, or set CLIP_IQA_HOME`));
-    expect(await tree(dirname(dest))).toEqual([]);
+    const victim = join(hub.root, 'victim.txt');
+    await writeFile(victim, 'precious');
+    await symlink(victim, `${dest}.part`);
+    // Even with a part-info that claims it as a resumable prefix of this very file.
+    await writeFile(`${dest}.part.json`, JSON.stringify({ identity: `sha256:${hub.sha}`, url: hub.server.url('/planted'), etag: null, lastModified: null, total: null }));
+    const r = await resolveSource('planted', 'model', opts(createRegistry([entry('planted', '/planted')])));
+    expect(await sha256(r.path)).toBe(hub.sha);
+    expect(await readFile(victim, 'utf8')).toBe('precious');
+    expect(hub.logs.join('\n')).toMatch(/planted\.safetensors\.part is not a file clip-iqa wrote .*removed, never followed/);
   });
 
   it.skipIf(process.getuid?.() === 0)('a read-only cache directory (skipped as hub.root, where chmod does not stop writes)', async () => {

@@ -20,14 +20,18 @@ import {
 const OPENAI = ['RN50', 'RN101', 'RN50x4', 'RN50x16', 'RN50x64', 'ViT-B/32', 'ViT-B/16', 'ViT-L/14', 'ViT-L/14@336px'];
 
 describe('registry', () => {
-  it('holds the nine OpenAI checkpoints, each URL carrying its SHA-256', () => {
+  it('holds the nine OpenAI checkpoints: the hub copy first, then each CDN URL carrying its SHA-256', () => {
     const models = DEFAULT_REGISTRY.entries.filter((e): e is ModelEntry => e.kind === 'model');
-    expect(models.map((m) => m.name)).toEqual(OPENAI);
-    for (const m of models) {
+    expect(models.map((m) => m.name).slice(0, 9)).toEqual(OPENAI);
+    for (const m of models.slice(0, 9)) {
       const url = m.urls[0]!;
       expect(url).toMatch(/^https:\/\/openaipublic\.azureedge\.net\/clip\/models\/[0-9a-f]{64}\//);
       expect(url.split('/')[5]).toBe(m.sha256);
       expect(url.endsWith(`/${m.fileName}`)).toBe(true);
+      expect(m.urls[1]).toBe(url.replace('openaipublic.azureedge.net', 'openaipublic.blob.core.windows.net'));
+      // open_clip's file by name: the repositories' model.safetensors is timm's vision-only tower.
+      expect(m.hub![0]).toMatchObject({ repo: expect.stringMatching(/^timm\/.*_clip(_\d+)?\.openai$/), file: 'open_clip_model.safetensors' });
+      expect(m.architecture.text.activation).toBe('quick_gelu');
       expect(m.license).toMatch(/MIT/);
       expect(m.sizeApproximate).toBe(true);
       expect(m.sizeBytes).toBeGreaterThan(200e6);
@@ -35,7 +39,40 @@ describe('registry', () => {
       expect(v.grid * (v.family === 'vit' ? v.patch : 32)).toBe(v.resolution);
     }
     expect(findEntry(DEFAULT_REGISTRY, 'RN50', 'model')!.architecture.vision).toMatchObject({ family: 'resnet', layers: [3, 4, 6, 3], resolution: 224 });
+    // The pins MODEL-SOURCES.md §2.2 knows: revision and SHA-256 of open_clip_model.safetensors.
+    expect(findEntry(DEFAULT_REGISTRY, 'RN50', 'model')!.hub![0]).toEqual({
+      repo: 'timm/resnet50_clip.openai',
+      revision: 'ec3d92cf63a5f9d591f0d611b736895966c73076',
+      file: 'open_clip_model.safetensors',
+      sha256: 'da0baa37fb2211eee5729ab69ed587eb10d48f5b7076ceeed01552fc3d4cb4ee',
+    });
+    expect(findEntry(DEFAULT_REGISTRY, 'ViT-L/14@336px', 'model')!.hub!.map((h) => h.file)).toEqual(['open_clip_model.safetensors', 'open_clip_pytorch_model.bin']);
     expect(DEFAULT_REGISTRY.defaults.model).toBe('RN50');
+  });
+
+  it("lists OpenCLIP's LAION-2B and DataComp-XL models by hub id, with exact GELU", () => {
+    const want: Record<string, string> = {
+      'ViT-B-32-laion2B': 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K',
+      'ViT-B-16-laion2B': 'laion/CLIP-ViT-B-16-laion2B-s34B-b88K',
+      'ViT-L-14-laion2B': 'laion/CLIP-ViT-L-14-laion2B-s32B-b82K',
+      'ViT-H-14-laion2B': 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K',
+      'ViT-B-32-DataComp.XL': 'laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K',
+      'ViT-L-14-DataComp.XL': 'laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K',
+    };
+    for (const [name, repo] of Object.entries(want)) {
+      const m = getEntry(DEFAULT_REGISTRY, name, 'model');
+      expect(m.hub!.map((h) => [h.repo, h.file])).toEqual([
+        [repo, 'open_clip_model.safetensors'],
+        [repo, 'open_clip_pytorch_model.bin'],
+      ]);
+      expect(m.urls).toEqual([]);
+      expect(m.architecture.text.activation).toBe('gelu');
+      expect(m.architecture.vision).toMatchObject({ family: 'vit', activation: 'gelu' });
+    }
+    // ViT-H-14's heads are 80 channels wide, not 64: 16 heads, which no inference from shapes would find.
+    expect(getEntry(DEFAULT_REGISTRY, 'ViT-H-14-laion2B', 'model').architecture.vision.heads).toBe(16);
+    expect(getEntry(DEFAULT_REGISTRY, 'ViT-L-14-laion2B', 'model').architecture.normalization).toEqual({ mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    expect(findEntry(DEFAULT_REGISTRY, 'ViT-B-32:laion2b_s34b_b79k', 'model')?.name).toBe('ViT-B-32-laion2B');
   });
 
   it('describes the vocabulary and the CLIP-IQA+ contexts with their base model and positional mode', () => {
@@ -48,11 +85,11 @@ describe('registry', () => {
     const official = ctx('iter_80000');
     expect(official).toMatchObject({ name: 'clipiqa+_official', sha256: null, sha256Prefix: null, format: 'mmedit', positional: 'none' });
     expect(official.urls[0]).toBe('https://github.com/IceClear/CLIP-IQA/releases/download/Pretrained/iter_80000.pth');
-    // pyiqa's files: Hugging Face first, the GitHub release as fallback; the prefix is in the file name.
+    // pyiqa's files: its Hugging Face repository first, the GitHub release as fallback; the prefix is in the file name.
     for (const n of ['clipiqa+', 'clipiqa+_rn50_512', 'clipiqa+_vitL14_512']) {
       const e = ctx(n);
-      expect(e.urls[0]).toBe(`https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/${e.fileName}`);
-      expect(e.urls[1]).toBe(`https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/${e.fileName}`);
+      expect(e.hub).toEqual([{ repo: 'chaofengc/IQA-PyTorch-Weights', file: e.fileName }]);
+      expect(e.urls).toEqual([`https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/${e.fileName}`]);
       expect(e.fileName).toContain(`-${e.sha256Prefix}.pth`);
     }
     expect(contextsFor(DEFAULT_REGISTRY, 'vit-l-14').map((c) => c.name)).toEqual(['clipiqa+_vitL14_512']);
@@ -132,7 +169,9 @@ describe('sources', () => {
     await expect(parseSource('s3://b/m.pt', 'model')).rejects.toMatchObject({ code: 'E_OPTION' });
     await expect(parseSource('./missing.pt', 'model')).rejects.toMatchObject({ code: 'E_NOT_FOUND', message: /No such model file: .*missing\.pt/ });
     await expect(parseSource('RN51', 'model')).rejects.toMatchObject({ code: 'E_NOT_FOUND', message: /Known: RN50.*No file .*RN51 exists either/ });
-    await expect(parseSource(dir, 'model')).rejects.toMatchObject({ code: 'E_NOT_FOUND', message: /is a directory/ });
+    // A folder is a model (open_clip's or transformers' layout); never a vocabulary or a context.
+    expect(await parseSource(dir, 'model')).toEqual({ type: 'path', path: dir, folder: true });
+    await expect(parseSource(dir, 'vocab')).rejects.toMatchObject({ code: 'E_NOT_FOUND', message: /is a directory/ });
   });
 
   it('maps registry files onto a mirror by file name', () => {

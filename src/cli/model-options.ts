@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { ClipIqaOptions } from '../api.js';
 import { createProgressBar } from '../hub/progress.js';
-import type { HubOptions } from '../hub/resolve.js';
+import type { HubOptions } from '../hub/settings.js';
 import { ALPHA_MODES, type DecodeOptions, ICC_MODES, ORIENTATION_MODES, type ResizePolicy } from '../image/decode.js';
 import type { NoisinessPolarity } from '../iqa/prompts.js';
 import { POSITIONAL_MODES, type PositionalMode } from '../model/types.js';
@@ -71,9 +71,9 @@ function plusTakesNoImage(cmd: Command): Command {
 
 export function addModelOptions(cmd: Command): Command {
   return plusTakesNoImage(cmd)
-    .option('-m, --model <model>', 'CLIP checkpoint: registry name (RN50, ViT-B/32, …), file, or URL#sha256=…', 'RN50')
+    .option('-m, --model <model>', 'CLIP model: registry name (RN50, ViT-B/32, …), hf:ORG/NAME[@REVISION], model folder, file, or URL#sha256=…', 'RN50')
     .option('--vocab <vocab>', 'CLIP BPE vocabulary: file, URL or registry name (default: the copy in the package)')
-    .option('--plus [context]', 'add the CLIP-IQA+ score with a learned context: registry name (default clipiqa+), file or URL')
+    .option('--plus [context]', 'add the CLIP-IQA+ score with a learned context: registry name (default clipiqa+), file, hf:ORG/NAME/FILE or URL')
     .addOption(new Option('--positional <mode>', 'positional embedding of the image tower').choices(POSITIONAL_MODES).default('none'))
     .addOption(new Option('--noisiness <polarity>', 'noisy: higher = noisier (official); clean: higher = cleaner (torchmetrics)').choices(['noisy', 'clean']).default('noisy'))
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', positiveInt('--threads'))
@@ -87,7 +87,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--reference-decode', 'decode exactly as the Python references do: --orientation ignore --icc ignore --alpha drop')
     .option('--max-pixels <n>', 'refuse images with more pixels than this (decompression bombs)', positiveInt('--max-pixels'))
     .option('--cache-dir <dir>', 'model cache (default: $CLIP_IQA_HOME or the platform cache directory)')
-    .option('--offline', 'never use the network; fail if a file is not cached ($CLIP_IQA_OFFLINE=1)')
+    .option('--offline', 'never use the network; fail if a file is not cached ($CLIP_IQA_OFFLINE=1, $HF_HUB_OFFLINE=1)')
     .option('--mirror <url>', 'fetch registry files from this base URL or directory instead ($CLIP_IQA_MIRROR)')
     .option('-q, --quiet', 'no progress bars or notes on stderr');
 }

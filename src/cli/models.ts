@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { describeArchitecture } from '../weights/architecture.js';
-import { cachePath, formatBytes, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+import { cachePath, formatBytes, hfCacheRoot, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
 import { type ModelFlags, hubOptions } from './model-options.js';
 
 interface HubFlags extends Pick<ModelFlags, 'cacheDir' | 'offline' | 'mirror' | 'quiet'> {
@@ -20,29 +20,42 @@ const hubFlags = (cmd: Command): Command =>
 export function modelsCommand(program: Command): Command {
   const models = program.command('models').description('list, download, verify and remove models, vocabularies and CLIP-IQA+ contexts');
 
-  hubFlags(models.command('list', { isDefault: true }).description('registry entries and what is cached')).action(async (flags: HubFlags) => {
-    const items = await listModels(hubOptions(flags));
-    if (flags.json) {
-      process.stdout.write(`${JSON.stringify(items.map(({ entry, ...rest }) => ({ ...rest, description: entry?.description ?? null })), null, 2)}\n`);
-      return;
-    }
-    const rows = items.map((i) => {
-      const size = i.cached ? formatBytes(i.sizeBytes ?? 0) : i.expectedSizeBytes ? `${i.sizeApproximate ? '~' : ''}${formatBytes(i.expectedSizeBytes)}` : '?';
-      const what = i.entry?.kind === 'model' ? describeArchitecture(i.entry.architecture) : (i.entry?.description ?? i.fileName);
-      const state = i.cached ? 'cached' : i.partialBytes > 0 ? `partial ${formatBytes(i.partialBytes)}` : '-';
-      return [i.name, i.kind ?? 'url', state, size, what];
-    });
-    const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), 4));
-    const head = ['name', 'kind', 'cache', 'size', 'what'];
-    for (const r of [head, ...rows]) process.stdout.write(`${r.map((cell, c) => (c < 4 ? cell.padEnd(widths[c]!) : cell)).join('  ')}\n`);
-    process.stdout.write(`\ncache: ${cachePath(hubOptions(flags))}   (default model RN50; pull one with: clip-iqa models pull NAME)\n`);
-  });
+  hubFlags(models.command('list', { isDefault: true }).description('registry entries with their sources, what is cached and how it was verified')).action(
+    async (flags: HubFlags) => {
+      const items = await listModels(hubOptions(flags));
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(items.map(({ entry, ...rest }) => ({ ...rest, description: entry?.description ?? null })), null, 2)}\n`);
+        return;
+      }
+      const rows = items.map((i) => {
+        const size = i.cached ? formatBytes(i.sizeBytes ?? 0) : i.expectedSizeBytes ? `${i.sizeApproximate ? '~' : ''}${formatBytes(i.expectedSizeBytes)}` : '?';
+        const what = i.entry?.kind === 'model' ? describeArchitecture(i.entry.architecture) : (i.entry?.description ?? i.fileName);
+        const state = i.cached ? 'cached' : i.partialBytes > 0 ? `partial ${formatBytes(i.partialBytes)}` : '-';
+        // The huggingface_hub cache is looked in for every hub copy (the footer says so); commits shortened to 12 digits.
+        const sources = i.sources.filter((x) => !x.startsWith('the huggingface_hub cache')).map((x) => x.replace(/\b([0-9a-f]{12})[0-9a-f]{28}(?:[0-9a-f]{24})?\b/g, '$1…'));
+        return { cells: [i.name, i.kind ?? i.source, state, size, i.verified ?? '-', what], sources };
+      });
+      const head = ['name', 'kind', 'cache', 'size', 'verified', 'what'];
+      const widths = [0, 1, 2, 3, 4].map((c) => Math.max(...rows.map((r) => r.cells[c]!.length), head[c]!.length));
+      const line = (cells: string[]) => `${cells.map((cell, c) => (c < 5 ? cell.padEnd(widths[c]!) : cell)).join('  ')}\n`;
+      process.stdout.write(line(head));
+      for (const r of rows) process.stdout.write(`${line(r.cells)}  sources: ${r.sources.join(' → ')}\n`);
+      process.stdout.write(
+        `\ncache: ${cachePath(hubOptions(flags))}   (default model RN50; pull one with: clip-iqa models pull NAME, or any hub model: hf:ORG/NAME)\n` +
+          `Hub copies already in the huggingface_hub cache (${hfCacheRoot()}) are used where they lie.\n`,
+      );
+    },
+  );
 
   hubFlags(models.command('pull').description('download into the cache (verified)').argument('<names...>').option('--force', 'download again even if cached')).action(
     async (names: string[], flags: HubFlags) => {
       for (const name of names) {
         const r = await pullModel(name, { ...hubOptions(flags), force: flags.force });
-        process.stdout.write(flags.json ? `${JSON.stringify({ name, path: r.path, sha256: r.sha256, downloaded: r.downloaded })}\n` : `${name}: ${r.path}${r.downloaded ? '' : ' (already cached)'}\n`);
+        process.stdout.write(
+          flags.json
+            ? `${JSON.stringify({ name, path: r.path, config: r.config, sha256: r.sha256, verification: r.verification, repo: r.repo, downloaded: r.downloaded })}\n`
+            : `${name}: ${r.path}${r.downloaded ? '' : ' (already cached)'}\n`,
+        );
       }
     },
   );

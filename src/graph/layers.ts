@@ -1,3 +1,4 @@
+import { type Activation, DEFAULT_LAYER_NORM_EPS } from '../weights/architecture.js';
 import type { StateDict } from '../weights/state-dict.js';
 import { type GraphBuilder, float } from './builder.js';
 import { dynamicQuantizedMatMul } from './quantize.js';
@@ -8,9 +9,7 @@ import { dynamicQuantizedMatMul } from './quantize.js';
  * Weights come from the state dict through `float32()`, so float16 checkpoints are widened exactly.
  */
 
-/** LayerNorm epsilon of every CLIP LayerNorm. */
-const LN_EPS = 1e-5;
-/** QuickGELU: x·sigmoid(1.702·x), CLIP's activation. */
+/** QuickGELU: x·sigmoid(1.702·x), OpenAI CLIP's activation. */
 const QUICK_GELU = 1.702;
 
 /** A row-major (rows, cols) matrix transposed, for PyTorch (out, in) weights that MatMul wants as (in, out). */
@@ -51,11 +50,21 @@ export const linear = (b: GraphBuilder, x: string, sd: StateDict, prefix: string
   linearOf(b, x, sd, `${prefix}.weight`, `${prefix}.bias`, int8);
 
 /** LayerNorm over the last axis with `prefix.weight` and `prefix.bias`. */
-export function layerNorm(b: GraphBuilder, x: string, sd: StateDict, prefix: string): string {
+export function layerNorm(b: GraphBuilder, x: string, sd: StateDict, prefix: string, eps = DEFAULT_LAYER_NORM_EPS): string {
   const width = sd.shape(`${prefix}.weight`)[0]!;
   const scale = b.initializer(sd.float32(`${prefix}.weight`), [width], `${prefix}.weight`);
   const bias = b.initializer(sd.float32(`${prefix}.bias`), [width], `${prefix}.bias`);
-  return b.node('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: float(LN_EPS) });
+  return b.node('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: float(eps) });
+}
+
+/**
+ * The MLP's activation: QuickGELU, x·sigmoid(1.702·x), or exact GELU, x·½(1 + erf(x/√2)) as torch.nn.GELU()
+ * computes it (opset 17 has no Gelu operator; onnxruntime fuses this pattern into its own).
+ */
+export function activate(b: GraphBuilder, x: string, activation: Activation): string {
+  if (activation === 'quick_gelu') return b.node('Mul', [x, b.node('Sigmoid', [b.node('Mul', [x, b.floats([QUICK_GELU], [])])])]);
+  const erf = b.node('Erf', [b.node('Div', [x, b.floats([Math.SQRT2], [])])]);
+  return b.node('Mul', [b.node('Mul', [x, b.floats([0.5], [])]), b.node('Add', [erf, b.floats([1], [])])]);
 }
 
 export interface AttentionShape {
@@ -83,20 +92,26 @@ export function attention(b: GraphBuilder, q: string, k: string, v: string, { he
   return b.node('Reshape', [merged, b.ints([0, 0, width])]);
 }
 
+/** What a transformer tower's residual blocks share: attention heads and mask, the activation, LayerNorm epsilon. */
+export interface BlockShape extends AttentionShape {
+  readonly activation: Activation;
+  readonly layerNormEps?: number;
+}
+
 /**
- * CLIP's residual attention block: x + out_proj(attn(ln_1(x))), then x + c_proj(QuickGELU(c_fc(ln_2(x)))),
+ * CLIP's residual attention block: x + out_proj(attn(ln_1(x))), then x + c_proj(act(c_fc(ln_2(x)))),
  * with the packed q|k|v input projection split after one product. With `int8` the four projections run as
  * int8 products (the attention itself, LayerNorm and the activation stay float32).
  */
-export function residualBlock(b: GraphBuilder, x: string, sd: StateDict, prefix: string, shape: AttentionShape, int8 = false): string {
-  const h = layerNorm(b, x, sd, `${prefix}.ln_1`);
+export function residualBlock(b: GraphBuilder, x: string, sd: StateDict, prefix: string, shape: BlockShape, int8 = false): string {
+  const eps = shape.layerNormEps;
+  const h = layerNorm(b, x, sd, `${prefix}.ln_1`, eps);
   const qkv = linearOf(b, h, sd, `${prefix}.attn.in_proj_weight`, `${prefix}.attn.in_proj_bias`, int8);
   const [q, k, v] = b.nodeN('Split', [qkv], 3, { axis: -1 }) as [string, string, string];
   const attended = linear(b, attention(b, q, k, v, shape), sd, `${prefix}.attn.out_proj`, int8);
   const x1 = b.node('Add', [x, attended]);
-  const fc = linear(b, layerNorm(b, x1, sd, `${prefix}.ln_2`), sd, `${prefix}.mlp.c_fc`, int8);
-  const gelu = b.node('Mul', [fc, b.node('Sigmoid', [b.node('Mul', [fc, b.floats([QUICK_GELU], [])])])]);
-  return b.node('Add', [x1, linear(b, gelu, sd, `${prefix}.mlp.c_proj`, int8)]);
+  const fc = linear(b, layerNorm(b, x1, sd, `${prefix}.ln_2`, eps), sd, `${prefix}.mlp.c_fc`, int8);
+  return b.node('Add', [x1, linear(b, activate(b, fc, shape.activation), sd, `${prefix}.mlp.c_proj`, int8)]);
 }
 
 /** Adds the positional table fed as graph input `positions` (L, width) when the tower is built with one. */

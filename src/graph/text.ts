@@ -23,7 +23,7 @@ function causalMask(length: number): Float32Array {
  */
 export function buildText(sd: StateDict, text: TextTower, embedDim: number): GraphBuilder {
   const { width, contextLength } = text;
-  const b = new GraphBuilder('clip-text');
+  const b = new GraphBuilder(`clip-text-${text.activation}`);
   const embeddings = b.input('embeddings', 'float32', ['batch', 'tokens', width]);
   const eot = b.input('eot', 'int64', ['batch']);
   const length = b.node('Slice', [b.node('Shape', [embeddings]), b.ints([1]), b.ints([2])]); // [L]
@@ -33,12 +33,11 @@ export function buildText(sd: StateDict, text: TextTower, embedDim: number): Gra
   const fullMask = b.initializer(causalMask(contextLength), [contextLength, contextLength], 'causal_mask');
   const mask = b.node('Slice', [fullMask, b.ints([0, 0]), b.node('Concat', [length, length], { axis: 0 }), b.ints([0, 1])]);
   let x = b.node('Add', [embeddings, positions]);
-  for (let i = 0; i < text.layers; i++) {
-    x = residualBlock(b, x, sd, `transformer.resblocks.${i}`, { heads: text.heads, width, mask });
-  }
+  const block = { heads: text.heads, width, mask, activation: text.activation, layerNormEps: text.layerNormEps };
+  for (let i = 0; i < text.layers; i++) x = residualBlock(b, x, sd, `transformer.resblocks.${i}`, block);
   const index = b.node('Unsqueeze', [eot, b.ints([1])]); // (N, 1)
   const pooled = b.node('GatherND', [x, index], { batch_dims: 1 }); // (N, W)
-  const features = project(b, layerNorm(b, pooled, sd, 'ln_final'), sd, 'text_projection');
+  const features = project(b, layerNorm(b, pooled, sd, 'ln_final', text.layerNormEps), sd, 'text_projection');
   b.output(b.named(features, 'features'), 'float32', ['batch', embedDim]);
   return b;
 }

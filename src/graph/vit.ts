@@ -17,7 +17,8 @@ export interface VitGraphOptions {
  */
 export function buildVit(sd: StateDict, arch: VitVision, embedDim: number, options: VitGraphOptions): GraphBuilder {
   const { width, patch } = arch;
-  const b = new GraphBuilder(`clip-vit${options.positions ? '-positions' : ''}${options.int8 ? '-int8' : ''}`);
+  const b = new GraphBuilder(`clip-vit${options.positions ? '-positions' : ''}${options.int8 ? '-int8' : ''}-${arch.activation}`);
+  const eps = arch.layerNormEps;
   const pixels = b.input('pixels', 'float32', ['batch', 3, 'height', 'width']);
   const kernel = b.initializer(sd.float32('visual.conv1.weight'), [width, 3, patch, patch], 'visual.conv1.weight');
   const patches = b.node('Conv', [pixels, kernel], { kernel_shape: [patch, patch], strides: [patch, patch] });
@@ -29,12 +30,11 @@ export function buildVit(sd: StateDict, arch: VitVision, embedDim: number, optio
   const classToken = b.initializer(sd.float32('visual.class_embedding'), [1, 1, width], 'visual.class_embedding');
   let x = b.node('Concat', [b.node('Expand', [classToken, classShape]), tokens], { axis: 1 });
 
-  x = layerNorm(b, withPositions(b, x, width, options.positions), sd, 'visual.ln_pre');
-  for (let i = 0; i < arch.layers; i++) {
-    x = residualBlock(b, x, sd, `visual.transformer.resblocks.${i}`, { heads: arch.heads, width }, options.int8 === true);
-  }
+  x = layerNorm(b, withPositions(b, x, width, options.positions), sd, 'visual.ln_pre', eps);
+  const block = { heads: arch.heads, width, activation: arch.activation, layerNormEps: eps };
+  for (let i = 0; i < arch.layers; i++) x = residualBlock(b, x, sd, `visual.transformer.resblocks.${i}`, block, options.int8 === true);
   const cls = b.node('Gather', [x, b.ints([0], [])], { axis: 1 }); // (N, W)
-  const features = project(b, layerNorm(b, cls, sd, 'visual.ln_post'), sd, 'visual.proj');
+  const features = project(b, layerNorm(b, cls, sd, 'visual.ln_post', eps), sd, 'visual.proj');
   b.output(b.named(features, 'features'), 'float32', ['batch', embedDim]);
   return b;
 }

@@ -6,10 +6,15 @@
  * Transport is Node's own `http`/`https` (redirects, timeouts and Range handled here, so that each is explicit)
  * plus `file:` URLs for mirrors on a shared drive. No proxy support: Node's built-in clients ignore HTTP(S)_PROXY;
  * use a mirror (CLIP_IQA_MIRROR) on networks that need one.
+ *
+ * What a server cannot make it do: write more than the file's known size (or the configured maximum), follow a
+ * redirect to anything but http(s) (never `file:`, so no local file is read or hashed for a remote server), go
+ * from https to http, send a bearer token to any host but the one it is meant for, or write through a link planted
+ * at the partial file's name. An interruption (Ctrl-C, SIGTERM, an abort) removes the partial file and the lock.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream, rmSync } from 'node:fs';
+import { lstat, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { basename, dirname } from 'node:path';
@@ -25,6 +30,7 @@ import {
   checkHash,
   describeExpected,
   ensureDir,
+  gitBlobSha1,
   hashFileInto,
   lockPath,
   manifestPath,
@@ -36,7 +42,7 @@ import {
   type Manifest,
   type Verification,
 } from './cache.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, type Lock } from './lock.js';
 import { ProgressMeter, type ProgressCallback } from './progress.js';
 import type { FileKind } from './registry.js';
 
@@ -57,6 +63,14 @@ export interface DownloadJob {
   readonly kind: FileKind | null;
   readonly name: string | null;
   readonly source: string;
+  /** More to record in the manifest (a hub file's repository, revision, commit). */
+  readonly manifest?: Pick<Manifest, 'repo' | 'revision' | 'commit' | 'config'>;
+  /** The file's exact size when it is known (registry, the hub's X-Linked-Size): more bytes, or fewer, fail. */
+  readonly exactSize?: number | null;
+  /** The most bytes this download may write (the hub's or registry's size, else the configured maximum). */
+  readonly maxBytes?: number | null;
+  /** An `authorization` header value, sent to `host` only (the hub), never to a host it redirects to. */
+  readonly auth?: { readonly host: string; readonly header: string } | null;
 }
 
 export interface DownloadOptions {
@@ -111,7 +125,7 @@ class PermanentError extends Error {}
 /** The server sent something inconsistent with the partial file: start again from byte 0, at once. */
 class RestartError extends Error {}
 
-interface Response {
+export interface Response {
   readonly status: number;
   readonly statusText: string;
   readonly url: string;
@@ -186,11 +200,12 @@ function headerOf(headers: IncomingHttpHeaders): (name: string) => string | unde
   };
 }
 
-function requestHttp(url: URL, headers: Record<string, string>, connectTimeoutMs: number, signal?: AbortSignal): Promise<Response> {
+/** One HTTP(S) request, no redirect followed; the body is left to the caller (drain or destroy it). */
+export function requestHttp(url: URL, headers: Record<string, string>, connectTimeoutMs: number, signal?: AbortSignal, method: 'GET' | 'HEAD' = 'GET'): Promise<Response> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : http;
     // agent: false, one connection per request: nothing pooled outlives a download or keeps a process alive.
-    const req = client.request(url, { method: 'GET', headers, agent: false, signal }, (res) => {
+    const req = client.request(url, { method, headers, agent: false, signal }, (res) => {
       clearTimeout(timer);
       // Until the body is piped, an error (connection cut) must not be an uncaught 'error' event; the pipeline
       // still sees it, since the stream stays errored.
@@ -227,7 +242,7 @@ async function requestFile(url: URL, headers: Record<string, string>): Promise<R
   });
   let size: number;
   try {
-    const st = await stat(path);
+    const st = await lstat(path);
     if (!st.isFile()) return empty(404, 'Not a file');
     size = st.size;
   } catch (e) {
@@ -267,31 +282,54 @@ function settings(o: DownloadOptions): Settings {
   };
 }
 
-/** GET with redirects followed by hand: a limit, relative Location, and no silent https → http downgrade of unpinned files. */
+export const REDIRECTS = [301, 302, 303, 307, 308];
+
+/**
+ * Where a redirect may lead: http(s) only (a server must never make clip-iqa read a local `file:` and report its
+ * hash or its first bytes), and never from https down to http. An upgrade from http to https is followed.
+ */
+export function redirectTarget(current: URL, location: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, current);
+  } catch {
+    throw new PermanentError(`${current.href} redirects to "${location}", which is not a URL`);
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new PermanentError(`${current.href} redirects to a ${next.protocol} URL, refused: redirects may only lead to http(s)`);
+  }
+  if (current.protocol === 'https:' && next.protocol === 'http:') {
+    throw new PermanentError(`${current.href} redirects to plain http (${next.href}), refused: https never falls back to http`);
+  }
+  return next;
+}
+
+/** The request headers for one hop: the bearer token goes to its own host only. */
+function hopHeaders(headers: Record<string, string>, url: URL, auth: DownloadJob['auth']): Record<string, string> {
+  return auth && url.host === auth.host ? { ...headers, authorization: auth.header } : headers;
+}
+
+/** GET with redirects followed by hand: a limit, relative Location, http(s) only, no https → http. */
 async function get(url: string, headers: Record<string, string>, job: DownloadJob, s: Settings, signal?: AbortSignal): Promise<Response> {
   let current = new URL(url);
+  // A file: URL is a mirror the user configured; it is only ever a starting point, never a redirect's target.
+  if (current.protocol === 'file:') return requestFile(current, headers);
   for (let hop = 0; ; hop++) {
-    if (current.protocol === 'file:') return requestFile(current, headers);
     if (current.protocol !== 'http:' && current.protocol !== 'https:') {
       throw new PermanentError(`unsupported URL scheme "${current.protocol}" in ${current.href} (http, https and file are supported)`);
     }
     let res: Response;
     try {
-      res = await requestHttp(current, headers, s.connectTimeoutMs, signal);
+      res = await requestHttp(current, hopHeaders(headers, current, job.auth), s.connectTimeoutMs, signal);
     } catch (e) {
       throw classifyNetworkError(e, current.href);
     }
-    if (![301, 302, 303, 307, 308].includes(res.status)) return res;
+    if (!REDIRECTS.includes(res.status)) return res;
     res.body.resume(); // drain and drop the redirect's body
     const location = res.header('location');
     if (!location) throw new PermanentError(`HTTP ${res.status} redirect without a Location header from ${current.href}`);
     if (hop >= s.maxRedirects) throw new PermanentError(`more than ${s.maxRedirects} redirects, starting at ${url} (last: ${current.href})`);
-    const next = new URL(location, current);
-    // A checksum protects the bytes whatever the transport; without a full one, https must stay https.
-    if (current.protocol === 'https:' && next.protocol === 'http:' && job.expected.sha256 === null) {
-      throw new PermanentError(`${current.href} redirects to plain http (${next.href}), refused for a file without a full checksum`);
-    }
-    current = next;
+    current = redirectTarget(current, location);
   }
 }
 
@@ -321,13 +359,34 @@ async function readPartInfo(file: string): Promise<PartInfo | null> {
   }
 }
 
+/** Size of a partial file: 0 when absent or not a regular file (a link there is never followed). */
 async function sizeOf(path: string): Promise<number> {
   try {
-    return (await stat(path)).size;
+    const st = await lstat(path);
+    return st.isFile() ? st.size : 0;
   } catch (e) {
     if (isErrno(e, 'ENOENT')) return 0;
     throw e;
   }
+}
+
+/**
+ * Opens the partial file for writing without following a link planted at its name: a fresh one with O_EXCL (after
+ * removing whatever was there: a link is removed, not its target), a resumed one with O_NOFOLLOW and its size
+ * checked against what was hashed.
+ */
+async function openPart(part: string, append: number): Promise<FileHandle> {
+  const { O_WRONLY, O_CREAT, O_EXCL, O_APPEND, O_NOFOLLOW } = fsConstants;
+  if (append === 0) {
+    await rm(part, { force: true });
+    return open(part, O_WRONLY | O_CREAT | O_EXCL | (O_NOFOLLOW ?? 0), 0o600);
+  }
+  const fh = await open(part, O_WRONLY | O_APPEND | (O_NOFOLLOW ?? 0));
+  if ((await fh.stat()).size !== append) {
+    await fh.close();
+    throw new RestartError(`the partial ${part} changed while it was being resumed`);
+  }
+  return fh;
 }
 
 /** `bytes a-b/total` → numbers; null when malformed. `total` null for `*`. */
@@ -348,8 +407,21 @@ class DiskError extends Error {
   }
 }
 
-/** Counts, hashes and watches the body: a gap longer than `stallMs` between chunks fails the transfer. */
-function meterStream(hash: ReturnType<typeof createHash>, meter: ProgressMeter, stallMs: number, onStall: () => void): Transform & { bytes: number } {
+/** A server sent more than the file's size or the limit: retrying the same server will not help. */
+class TooLargeError extends PermanentError {}
+
+/**
+ * Counts, hashes and watches the body: a gap longer than `stallMs` between chunks fails the transfer, and so does
+ * a byte beyond `room` (what the cap leaves after the part already on disk).
+ */
+function meterStream(
+  hash: ReturnType<typeof createHash>,
+  meter: ProgressMeter,
+  stallMs: number,
+  onStall: () => void,
+  room: number,
+  tooLarge: () => Error,
+): Transform & { bytes: number } {
   let timer: NodeJS.Timeout | undefined;
   const arm = (): void => {
     clearTimeout(timer);
@@ -358,6 +430,10 @@ function meterStream(hash: ReturnType<typeof createHash>, meter: ProgressMeter, 
   const t = new Transform({
     transform(chunk: Buffer, _enc, cb: TransformCallback) {
       arm();
+      if (t.bytes + chunk.length > room) {
+        cb(tooLarge());
+        return;
+      }
       hash.update(chunk);
       t.bytes += chunk.length;
       meter.add(chunk.length);
@@ -388,6 +464,10 @@ interface Transfer {
 /** One request: resumes the partial file if it can, and leaves it complete (returns) or partial (throws). */
 async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOptions): Promise<Transfer> {
   const part = partPath(job.dest);
+  if (await lstat(part).then((st) => !st.isFile(), () => false)) {
+    o.log?.('warn', `${part} is not a file clip-iqa wrote (a link or a special file): it is removed, never followed`);
+    await rm(part, { force: true });
+  }
   const identity = identityOf(job, url);
   const info = await readPartInfo(job.dest);
   let offset = await sizeOf(part);
@@ -404,6 +484,9 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
     if (validator) headers['if-range'] = validator;
   }
   const res = await get(url, headers, job, s, o.signal);
+  const cap = job.exactSize ?? job.maxBytes ?? Infinity;
+  const limitWords = (): string =>
+    job.exactSize != null ? `its known size of ${job.exactSize} bytes` : `the download limit of ${cap} bytes (raise it with CLIP_IQA_MAX_DOWNLOAD)`;
 
   let start: number;
   let total: number | null;
@@ -438,6 +521,10 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
     res.body.resume();
     throw httpStatusError(res);
   }
+  if (total !== null && total > cap) {
+    res.body.destroy();
+    throw new TooLargeError(`${res.url} announces ${total} bytes for ${job.fileName}, more than ${limitWords()}; nothing was written`);
+  }
 
   const partInfo: PartInfo = {
     identity,
@@ -464,10 +551,23 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
     }
   }
   const meter = new ProgressMeter(job.fileName, url, start, total, o.onProgress, o.progressIntervalMs);
-  const counter = meterStream(hash, meter, s.stallTimeoutMs, () =>
-    counter.destroy(new TransientError(`no data from ${res.url} for ${seconds(s.stallTimeoutMs)} (stalled)`)),
+  const counter = meterStream(
+    hash,
+    meter,
+    s.stallTimeoutMs,
+    () => counter.destroy(new TransientError(`no data from ${res.url} for ${seconds(s.stallTimeoutMs)} (stalled)`)),
+    cap - start,
+    () => new TooLargeError(`${res.url} sent more than ${limitWords()} for ${job.fileName}; the download was stopped and discarded`),
   );
-  const out = createWriteStream(part, { flags: start > 0 ? 'a' : 'w' });
+  let fh: FileHandle;
+  try {
+    fh = await openPart(part, start);
+  } catch (e) {
+    res.body.destroy();
+    if (e instanceof RestartError) throw e;
+    throw new DiskError(e);
+  }
+  const out = fh.createWriteStream();
   let diskError: unknown = null;
   out.once('error', (e) => (diskError = e));
   try {
@@ -475,10 +575,17 @@ async function attempt(job: DownloadJob, url: string, s: Settings, o: DownloadOp
   } catch (e) {
     if (diskError) throw new DiskError(diskError);
     throw classifyNetworkError(e, url);
+  } finally {
+    // The stream closes its handle when it ends or fails; this only covers a pipeline that never started it.
+    await fh.close().catch(() => undefined);
   }
   const size = start + counter.bytes;
   if (total !== null && size !== total) {
     throw new TransientError(`the connection to ${res.url} closed after ${size} of ${total} bytes`);
+  }
+  // Too few bytes of a file with a checksum fail that check, which says more; without one, the size decides.
+  if (job.exactSize != null && size !== job.exactSize && job.expected.sha256 === null) {
+    throw new PermanentError(`${res.url} sent ${size} bytes for ${job.fileName}, whose size is ${job.exactSize}`);
   }
   meter.finish();
   return { url, sha256: hash.digest('hex'), size, resumedFrom: start };
@@ -525,6 +632,16 @@ async function transferFrom(job: DownloadJob, url: string, s: Settings, o: Downl
 
 /** E_DOWNLOAD errors after which the partial file is worth keeping for the next run to resume. */
 const resumable = new WeakSet<Error>();
+/** Each URL tried and why it failed, for a message that lists every source of a file. */
+const failuresByError = new WeakMap<Error, readonly { url: string; message: string }[]>();
+
+/** The URLs a download error tried and why each failed; undefined for other errors. */
+export function downloadFailures(e: unknown): readonly { url: string; message: string }[] | undefined {
+  return e instanceof Error ? failuresByError.get(e) : undefined;
+}
+
+/** Whether a download error leaves a partial file to resume (a network failure). */
+export const isResumable = (e: unknown): boolean => e instanceof Error && resumable.has(e);
 
 function downloadError(job: DownloadJob, failures: readonly { url: string; error: Error }[]): ClipIqaError {
   const lines = failures.map((f) => `  ${f.url}: ${f.error.message}`).join('\n');
@@ -543,6 +660,10 @@ function downloadError(job: DownloadJob, failures: readonly { url: string; error
     { cause: failures[failures.length - 1]?.error },
   );
   if (retryable) resumable.add(error);
+  failuresByError.set(
+    error,
+    failures.map((f) => ({ url: f.url, message: f.error.message })),
+  );
   return error;
 }
 
@@ -578,9 +699,43 @@ async function commit(part: string, dest: string): Promise<void> {
   await rename(part, dest);
 }
 
+/** A download in progress, as the signal handlers see it. */
+interface Active {
+  readonly dest: string;
+  readonly abort: AbortController;
+  readonly lock: Lock;
+}
+
+const active = new Set<Active>();
+const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * Ctrl-C or SIGTERM during a download: the partial file and the lock go at once (synchronously: the process is about
+ * to end), then the signal takes its course. When the program has its own handler for it (a server's graceful
+ * shutdown), that handler decides what happens next; otherwise the process ends as the signal would have ended it.
+ */
+function onSignal(signal: NodeJS.Signals): void {
+  for (const d of active) {
+    d.abort.abort(new Error(`interrupted by ${signal}`));
+    for (const p of [partPath(d.dest), partInfoPath(d.dest)]) rmSync(p, { force: true });
+    d.lock.releaseSync();
+  }
+  active.clear();
+  watchSignals(false);
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+function watchSignals(on: boolean): void {
+  for (const sig of SIGNALS) {
+    if (on) process.on(sig, onSignal);
+    else process.off(sig, onSignal);
+  }
+}
+
 /**
  * Fetches `job` into the cache and returns the verified file. Holds `<dest>.lock` throughout; if another process
- * completes the file while we wait for the lock, its result is used and nothing is downloaded.
+ * completes the file while we wait for the lock, its result is used and nothing is downloaded. The partial file
+ * is kept for the next run only after a network failure; an interruption (abort, SIGINT, SIGTERM) removes it.
  */
 export async function download(job: DownloadJob, options: DownloadOptions = {}): Promise<DownloadResult> {
   const s = settings(options);
@@ -596,23 +751,32 @@ export async function download(job: DownloadJob, options: DownloadOptions = {}):
       log?.('info', `waiting for ${owner ? `process ${owner.pid}` : 'another process'}, which is downloading ${job.fileName} into ${dirname(job.dest)}`),
     onStale: (owner) => log?.('warn', `removing an abandoned lock on ${job.fileName}${owner ? ` (process ${owner.pid})` : ''}`),
   });
+  const me: Active = { dest: job.dest, abort: new AbortController(), lock };
+  if (active.size === 0) watchSignals(true);
+  active.add(me);
+  const signal = options.signal ? AbortSignal.any([options.signal, me.abort.signal]) : me.abort.signal;
+  const o: DownloadOptions = { ...options, signal };
   let keepPartial = false;
   try {
     const done = await cachedManifest(job.dest, job.expected);
     if (done) {
-      return { path: job.dest, sha256: done.sha256, size: done.size, verification: checkHash(job.expected, done.sha256)!, url: null, downloaded: false };
+      return { path: job.dest, sha256: done.sha256, size: done.size, verification: done.verification, url: null, downloaded: false };
     }
     let retriedFresh = false;
     for (;;) {
       let t: Transfer;
       try {
-        t = await transferAny(job, s, options);
+        t = await transferAny(job, s, o);
       } catch (e) {
-        // A network failure leaves a partial worth resuming; anything else (4xx, disk, abort) does not.
-        keepPartial = (e instanceof Error && resumable.has(e)) || isAbort(e);
+        // A network failure leaves a partial worth resuming; anything else (4xx, disk, too large, abort) does not.
+        keepPartial = e instanceof Error && resumable.has(e) && !signal.aborted;
         throw e;
       }
-      const verification = checkHash(job.expected, t.sha256);
+      let verification = checkHash(job.expected, t.sha256);
+      if (verification !== null && job.expected.gitSha1) {
+        const blob = await gitBlobSha1(partPath(job.dest), t.size, signal);
+        if (blob !== job.expected.gitSha1) verification = null;
+      }
       if (verification === null) {
         await removePartial(job.dest);
         // A resumed prefix may come from an older copy of the file: one clean download decides.
@@ -628,22 +792,24 @@ export async function download(job: DownloadJob, options: DownloadOptions = {}):
             'than the published file: try again later, or check the mirror (CLIP_IQA_MIRROR) or the checksum you gave.',
         );
       }
+      const manifest: Manifest = {
+        version: 1,
+        fileName: basename(job.dest),
+        kind: job.kind,
+        name: job.name,
+        source: job.source,
+        url: t.url,
+        sha256: t.sha256,
+        size: t.size,
+        verification,
+        origin: 'download',
+        createdAt: new Date().toISOString(),
+        ...job.manifest,
+      };
       try {
-        await commit(partPath(job.dest), job.dest);
-        const manifest: Manifest = {
-          version: 1,
-          fileName: basename(job.dest),
-          kind: job.kind,
-          name: job.name,
-          source: job.source,
-          url: t.url,
-          sha256: t.sha256,
-          size: t.size,
-          verification,
-          origin: 'download',
-          createdAt: new Date().toISOString(),
-        };
+        // The record first: the file never sits in the cache without the hash and commit it was verified against.
         await writeManifest(job.dest, manifest);
+        await commit(partPath(job.dest), job.dest);
       } catch (e) {
         if (isErrno(e, ...CACHE_ERRNOS)) throw cacheError(e, manifestPath(job.dest), `saving ${job.fileName}`, job.sizeHint);
         throw e;
@@ -651,6 +817,8 @@ export async function download(job: DownloadJob, options: DownloadOptions = {}):
       return { path: job.dest, sha256: t.sha256, size: t.size, verification, url: t.url, downloaded: true };
     }
   } finally {
+    active.delete(me);
+    if (active.size === 0) watchSignals(false);
     if (!keepPartial) await removePartial(job.dest);
     await lock.release();
   }

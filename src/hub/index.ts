@@ -1,6 +1,7 @@
 /**
  * The model hub: a registry of known checkpoints, vocabularies and CLIP-IQA+ contexts; resolution of names,
- * paths and URLs to local files; downloads into a verified, resumable, lock-protected cache.
+ * paths, model folders, Hugging Face ids and URLs to local files, through sources tried in order (sources.ts);
+ * downloads into one verified, resumable, lock-protected cache (store.ts, download.ts).
  */
 export {
   DEFAULT_CONTEXT,
@@ -17,6 +18,7 @@ export {
   type ContextEntry,
   type EntryOfKind,
   type FileKind,
+  type HubRef,
   type ModelEntry,
   type Registry,
   type RegistryEntry,
@@ -26,6 +28,7 @@ export {
   CACHE_ENV,
   cacheRoot,
   entryPath,
+  hfPath,
   manifestPath,
   pinnedUrlPath,
   readManifest,
@@ -37,6 +40,7 @@ export {
   type Verification,
 } from './cache.js';
 export { download, parseContentRange, type DownloadJob, type DownloadOptions, type DownloadResult, type HubLogger } from './download.js';
+export { formatHfId, parseHfId, resolveUrl, type HfId } from './hf.js';
 export { acquireLock, withLock, type Lock, type LockInfo, type LockOptions } from './lock.js';
 export {
   createProgressBar,
@@ -49,22 +53,22 @@ export {
   type ProgressCallback,
 } from './progress.js';
 export {
+  DEFAULT_HF_ENDPOINT,
+  DEFAULT_MAX_DOWNLOAD_BYTES,
+  MAX_DOWNLOAD_ENV,
   MIRROR_ENV,
   OFFLINE_ENV,
   REQUIRE_CHECKSUM_ENV,
-  cachedPathOf,
+  hfCacheRoot,
   hubSettings,
   mirrorUrl,
-  parseSource,
-  resolveFile,
-  resolveSource,
   type HubOptions,
   type HubSettings,
-  type ResolvedFile,
-  type SourceSpec,
-} from './resolve.js';
+} from './settings.js';
+export { cachedPathOf, parseSource, resolveFile, resolveSource, resolveSources, type FileRequest, type ResolvedFile, type SourceSpec } from './resolve.js';
 export {
   cachePath,
+  describeVerification,
   listModels,
   pullModel,
   removeModel,

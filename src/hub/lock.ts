@@ -7,6 +7,7 @@
  * pid makes the lock stale at once. Waiting is a sleep between checks, never a spin.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,6 +54,8 @@ export interface Lock {
   readonly info: LockInfo;
   /** Removes the lock if it is still ours. Safe to call twice. */
   release(): Promise<void>;
+  /** The same, synchronously: for a process that is about to end (a signal handler). */
+  releaseSync(): void;
 }
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
@@ -220,6 +223,16 @@ function startHeld(path: string, info: LockInfo, staleMs: number): Lock {
       // Only remove the lock if it is still ours: had it been broken as stale, it may now be someone else's.
       const current = await readInfo(path);
       if (current?.token === info.token) await unlink(path).catch(() => undefined);
+    },
+    releaseSync() {
+      if (released) return;
+      released = true;
+      clearInterval(heartbeat);
+      try {
+        if ((JSON.parse(readFileSync(path, 'utf8')) as Partial<LockInfo>).token === info.token) unlinkSync(path);
+      } catch {
+        // Gone already, or unreadable: nothing of ours to remove.
+      }
     },
   };
 }

@@ -1,9 +1,16 @@
 /**
- * The files clip-iqa knows how to fetch by name: OpenAI's nine CLIP checkpoints, the BPE vocabulary and
- * the CLIP-IQA+ learned contexts. Facts (URLs, checksums, shapes) come from CLIPIQA-SPEC.md Appendix A.
+ * The files clip-iqa knows how to fetch by name: OpenAI's nine CLIP checkpoints, OpenCLIP's LAION-2B and
+ * DataComp-XL models, the BPE vocabulary and the CLIP-IQA+ learned contexts. Facts (URLs, checksums, shapes,
+ * repositories, revisions) come from CLIPIQA-SPEC.md Appendix A and MODEL-SOURCES.md.
+ *
+ * Each entry lists its sources in the order they are tried: copies on the Hugging Face hub first (`hub`: a
+ * repository, a revision, a file; OpenAI's CDN has answered 404 since late 2025), then the publisher's URLs
+ * (`urls`), whose file is `fileName` with `sha256` / `sha256Prefix` / `sizeBytes`.
  *
  * Integrity is explicit per entry because the upstreams publish different amounts of it:
- * - OpenAI checkpoints and the vocabulary: a full SHA-256 (`sha256`).
+ * - OpenAI checkpoints and the vocabulary: a full SHA-256 (`sha256`), OpenAI's in its URL.
+ * - Hub copies: the SHA-256 the hub publishes for each LFS file, checked before the file enters the cache and
+ *   recorded with the commit; pinned here (`hub[].sha256`, a revision) where it is known.
  * - pyiqa's contexts: only an 8-hex-digit SHA-256 prefix embedded in the file name (`sha256Prefix`).
  * - The official `iter_80000.pth`: nothing at all (`sha256: null`, `sha256Prefix: null`). Such a file is
  *   accepted on first download, its hash recorded in the cache manifest and later verified against that
@@ -11,7 +18,18 @@
  */
 import { ClipIqaError } from '../errors.js';
 import type { PositionalMode } from '../model/types.js';
-import type { ClipArchitecture, ResNetVision, TextTower, VitVision } from '../weights/architecture.js';
+import type { Activation, ClipArchitecture, ResNetVision, TextTower, VitVision } from '../weights/architecture.js';
+
+/** A copy of an entry's file in a Hugging Face repository. */
+export interface HubRef {
+  /** `ORG/NAME`. */
+  readonly repo: string;
+  /** A commit, when one is pinned; default `main`. */
+  readonly revision?: string;
+  readonly file: string;
+  /** The file's SHA-256 when it is known (checked against what the hub publishes before downloading). */
+  readonly sha256?: string | null;
+}
 
 export type FileKind = 'model' | 'vocab' | 'context';
 export const FILE_KINDS: readonly FileKind[] = ['model', 'vocab', 'context'];
@@ -24,7 +42,9 @@ interface EntryBase {
   readonly kind: FileKind;
   /** File name in the cache and on a mirror (`<mirror>/<fileName>`); unique across the registry. */
   readonly fileName: string;
-  /** Download locations, tried in order: the publisher's first, then its own mirrors. */
+  /** Copies on the Hugging Face hub, tried first, in order. */
+  readonly hub?: readonly HubRef[];
+  /** Download locations of `fileName`, tried in order after the hub: the publisher's first, then its own mirrors. */
   readonly urls: readonly string[];
   /** Full SHA-256 (lower-case hex) when the publisher states one; null when it does not. */
   readonly sha256: string | null;
@@ -46,8 +66,6 @@ export interface ModelEntry extends EntryBase {
   readonly architecture: ClipArchitecture;
   /** Approximate parameter count, millions. */
   readonly parametersMillions: number;
-  /** OpenAI's checkpoints are TorchScript archives with float16 weights. */
-  readonly format: 'torchscript' | 'state-dict' | 'safetensors';
 }
 
 export interface VocabEntry extends EntryBase {
@@ -87,18 +105,35 @@ export const DEFAULT_VOCAB = 'bpe_simple_vocab_16e6';
 /** pyiqa's `clipiqa+`: the official context, small and verifiable by its hash prefix. */
 export const DEFAULT_CONTEXT = 'clipiqa+';
 
-const OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models';
+/** OpenAI's CDN (reported 404 since late 2025) and the storage account behind it; the path's SHA-256 verifies either. */
+const OPENAI_BASES = ['https://openaipublic.azureedge.net/clip/models', 'https://openaipublic.blob.core.windows.net/clip/models'];
 const OPENAI_LICENSE = 'MIT (OpenAI CLIP)';
-const OPENAI_SOURCE = 'OpenAI CLIP (https://github.com/openai/CLIP, clip/clip.py _MODELS)';
+const OPENAI_SOURCE = 'OpenAI CLIP (https://github.com/openai/CLIP, clip/clip.py _MODELS); hub copies by timm/open_clip';
 const MiB = 1024 * 1024;
-const TEXT = (width: number): TextTower => ({ width, heads: width / 64, layers: 12, contextLength: 77, vocabSize: 49408 });
+const TEXT = (width: number, layers = 12, activation: Activation = 'quick_gelu'): TextTower => ({
+  width,
+  heads: width / 64,
+  layers,
+  contextLength: 77,
+  vocabSize: 49408,
+  activation,
+});
 
 function resnet(layers: [number, number, number, number], width: number, resolution: number): ResNetVision {
   return { family: 'resnet', layers, width, heads: (width * 32) / 64, poolWidth: width * 32, resolution, grid: resolution / 32 };
 }
 
-function vit(width: number, layers: number, patch: number, resolution: number): VitVision {
-  return { family: 'vit', width, layers, heads: width / 64, patch, resolution, grid: resolution / patch };
+function vit(width: number, layers: number, patch: number, resolution: number, activation: Activation = 'quick_gelu', headWidth = 64): VitVision {
+  return { family: 'vit', width, layers, heads: width / headWidth, patch, resolution, grid: resolution / patch, activation };
+}
+
+/** open_clip's copy of an OpenAI model in timm's repository: safetensors, float32, OpenAI's keys. */
+interface TimmCopy {
+  readonly repo: string;
+  readonly revision?: string;
+  readonly sha256?: string;
+  /** Other files to try after open_clip_model.safetensors (ViT-L/14@336px's safetensors is unconfirmed). */
+  readonly also?: readonly string[];
 }
 
 function openai(
@@ -110,15 +145,21 @@ function openai(
   embedDim: number,
   mib: number,
   parametersMillions: number,
+  copy: TimmCopy,
   aliases: readonly string[] = [],
 ): ModelEntry {
   const family = vision.family === 'resnet' ? 'modified ResNet' : 'ViT';
+  const at = copy.revision ? { revision: copy.revision } : {};
   return {
     name,
     aliases,
     kind: 'model',
     fileName: file,
-    urls: [`${OPENAI_BASE}/${sha256}/${file}`],
+    hub: [
+      { repo: copy.repo, ...at, file: 'open_clip_model.safetensors', sha256: copy.sha256 ?? null },
+      ...(copy.also ?? []).map((f) => ({ repo: copy.repo, ...at, file: f })),
+    ],
+    urls: OPENAI_BASES.map((base) => `${base}/${sha256}/${file}`),
     sha256,
     sha256Prefix: null,
     // Sizes as `ls -h` shows OpenAI's files (MiB granularity): good for "how much will this download", not exact.
@@ -129,11 +170,47 @@ function openai(
     description: `CLIP ${name}: ${family} image tower at ${vision.resolution}px, embedding ${embedDim}, ~${parametersMillions}M parameters`,
     architecture: { vision, text: TEXT(textWidth), embedDim },
     parametersMillions,
-    format: 'torchscript',
   };
 }
 
-const PYIQA_HF = 'https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main';
+const OPENCLIP_LICENSE = 'MIT (OpenCLIP weights by LAION)';
+
+/** An OpenCLIP model trained by LAION (LAION-2B, DataComp-XL): exact GELU, on the hub only. */
+function openclip(
+  name: string,
+  repo: string,
+  vision: VitVision,
+  text: { width: number; layers: number },
+  embedDim: number,
+  parametersMillions: number,
+  aliases: readonly string[],
+  normalization?: ClipArchitecture['normalization'],
+): ModelEntry {
+  return {
+    name,
+    aliases,
+    kind: 'model',
+    // The name on a mirror (CLIP_IQA_MIRROR), which serves files flat.
+    fileName: `${repo.split('/')[1]}.safetensors`,
+    hub: [
+      { repo, file: 'open_clip_model.safetensors' },
+      { repo, file: 'open_clip_pytorch_model.bin' },
+    ],
+    urls: [],
+    sha256: null,
+    sha256Prefix: null,
+    // float32: four bytes a parameter.
+    sizeBytes: parametersMillions * 4e6,
+    sizeApproximate: true,
+    license: OPENCLIP_LICENSE,
+    source: `OpenCLIP (https://github.com/mlfoundations/open_clip), Hugging Face ${repo}`,
+    description: `OpenCLIP ${name}: ViT image tower at ${vision.resolution}px, embedding ${embedDim}, GELU, ~${parametersMillions}M parameters`,
+    architecture: { vision, text: TEXT(text.width, text.layers, 'gelu'), embedDim, ...(normalization ? { normalization } : {}) },
+    parametersMillions,
+  };
+}
+
+const PYIQA_REPO = 'chaofengc/IQA-PyTorch-Weights';
 const PYIQA_GH = 'https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights';
 const CONTEXT_LICENSE =
   'Research weights from IceClear/CLIP-IQA (official) redistributed by chaofengc/IQA-PyTorch; the upstream terms are ' +
@@ -153,7 +230,8 @@ function pyiqa(
     aliases: rest.aliases ?? [],
     kind: 'context',
     fileName: file,
-    urls: [`${PYIQA_HF}/${file}`, `${PYIQA_GH}/${file}`],
+    hub: [{ repo: PYIQA_REPO, file }],
+    urls: [`${PYIQA_GH}/${file}`],
     sha256: null,
     sha256Prefix: prefix,
     sizeBytes: rest.sizeBytes,
@@ -170,15 +248,41 @@ function pyiqa(
   };
 }
 
+// Hub copies of OpenAI's models: MODEL-SOURCES.md §2.1 (repositories) and §2.2 (revisions and SHA-256s, third-party
+// pins). Where none is known, the hub's own SHA-256 is checked and recorded on first download (trust on first use).
 const ENTRIES: readonly RegistryEntry[] = [
-  openai('RN50', 'RN50.pt', 'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762', resnet([3, 4, 6, 3], 64, 224), 512, 1024, 244, 102),
-  openai('RN101', 'RN101.pt', '8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599', resnet([3, 4, 23, 3], 64, 224), 512, 512, 278, 120),
-  openai('RN50x4', 'RN50x4.pt', '7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd', resnet([4, 6, 10, 6], 80, 288), 640, 640, 402, 178),
-  openai('RN50x16', 'RN50x16.pt', '52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa', resnet([6, 8, 18, 8], 96, 384), 768, 768, 630, 291),
-  openai('RN50x64', 'RN50x64.pt', 'be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c', resnet([3, 15, 36, 10], 128, 448), 1024, 1024, 1260, 623),
-  openai('ViT-B/32', 'ViT-B-32.pt', '40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af', vit(768, 12, 32, 224), 512, 512, 338, 151),
-  openai('ViT-B/16', 'ViT-B-16.pt', '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f', vit(768, 12, 16, 224), 512, 512, 335, 150),
-  openai('ViT-L/14', 'ViT-L-14.pt', 'b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836', vit(1024, 24, 14, 224), 768, 768, 890, 428),
+  openai('RN50', 'RN50.pt', 'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762', resnet([3, 4, 6, 3], 64, 224), 512, 1024, 244, 102, {
+    repo: 'timm/resnet50_clip.openai',
+    revision: 'ec3d92cf63a5f9d591f0d611b736895966c73076',
+    sha256: 'da0baa37fb2211eee5729ab69ed587eb10d48f5b7076ceeed01552fc3d4cb4ee',
+  }),
+  openai('RN101', 'RN101.pt', '8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599', resnet([3, 4, 23, 3], 64, 224), 512, 512, 278, 120, {
+    repo: 'timm/resnet101_clip.openai',
+  }),
+  openai('RN50x4', 'RN50x4.pt', '7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd', resnet([4, 6, 10, 6], 80, 288), 640, 640, 402, 178, {
+    repo: 'timm/resnet50x4_clip.openai',
+  }),
+  openai('RN50x16', 'RN50x16.pt', '52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa', resnet([6, 8, 18, 8], 96, 384), 768, 768, 630, 291, {
+    repo: 'timm/resnet50x16_clip.openai',
+  }),
+  openai('RN50x64', 'RN50x64.pt', 'be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c', resnet([3, 15, 36, 10], 128, 448), 1024, 1024, 1260, 623, {
+    repo: 'timm/resnet50x64_clip.openai',
+  }),
+  openai('ViT-B/32', 'ViT-B-32.pt', '40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af', vit(768, 12, 32, 224), 512, 512, 338, 151, {
+    repo: 'timm/vit_base_patch32_clip_224.openai',
+    revision: 'a6f597a30f7b82c51704746581f9a4e41421e878',
+    sha256: 'e6d1bd7789aa45192b3bf90570a789b478bae1b74ebcce7eddd908e83a2b7c31',
+  }),
+  openai('ViT-B/16', 'ViT-B-16.pt', '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f', vit(768, 12, 16, 224), 512, 512, 335, 150, {
+    repo: 'timm/vit_base_patch16_clip_224.openai',
+    revision: '977e3dd0ec55ab8da155f2fbeb6b5f54948b6e3d',
+    sha256: '4b8699299b1e8997753c64b052ba32031449d5d853f55a039148560ee02b820f',
+  }),
+  openai('ViT-L/14', 'ViT-L-14.pt', 'b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836', vit(1024, 24, 14, 224), 768, 768, 890, 428, {
+    repo: 'timm/vit_large_patch14_clip_224.openai',
+    revision: '18d0535469bb561bf468d76c1d73aa35156c922b',
+    sha256: '9ce2e8a8ebfff3793d7d375ad6d3c35cb9aebf3de7ace0fc7308accab7cd207e',
+  }),
   openai(
     'ViT-L/14@336px',
     'ViT-L-14-336px.pt',
@@ -188,8 +292,36 @@ const ENTRIES: readonly RegistryEntry[] = [
     768,
     891,
     428,
+    { repo: 'timm/vit_large_patch14_clip_336.openai', revision: '81e38efc4637de5023b10e75a7f9bd1c6fa6b010', also: ['open_clip_pytorch_model.bin'] },
     ['ViT-L/14-336', 'ViT-L-14-336px'],
   ),
+  // OpenCLIP's LAION-2B and DataComp-XL models (MODEL-SOURCES.md §3.1: all exact GELU).
+  openclip('ViT-B-32-laion2B', 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K', vit(768, 12, 32, 224, 'gelu'), { width: 512, layers: 12 }, 512, 151, [
+    'ViT-B-32:laion2b_s34b_b79k',
+  ]),
+  openclip('ViT-B-16-laion2B', 'laion/CLIP-ViT-B-16-laion2B-s34B-b88K', vit(768, 12, 16, 224, 'gelu'), { width: 512, layers: 12 }, 512, 150, [
+    'ViT-B-16:laion2b_s34b_b88k',
+  ]),
+  openclip(
+    'ViT-L-14-laion2B',
+    'laion/CLIP-ViT-L-14-laion2B-s32B-b82K',
+    vit(1024, 24, 14, 224, 'gelu'),
+    { width: 768, layers: 12 },
+    768,
+    428,
+    ['ViT-L-14:laion2b_s32b_b82k'],
+    // open_clip's _pcfg for this tag: Inception's mean and std.
+    { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+  ),
+  openclip('ViT-H-14-laion2B', 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K', vit(1280, 32, 14, 224, 'gelu', 80), { width: 1024, layers: 24 }, 1024, 986, [
+    'ViT-H-14:laion2b_s32b_b79k',
+  ]),
+  openclip('ViT-B-32-DataComp.XL', 'laion/CLIP-ViT-B-32-DataComp.XL-s13B-b90K', vit(768, 12, 32, 224, 'gelu'), { width: 512, layers: 12 }, 512, 151, [
+    'ViT-B-32:datacomp_xl_s13b_b90k',
+  ]),
+  openclip('ViT-L-14-DataComp.XL', 'laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K', vit(1024, 24, 14, 224, 'gelu'), { width: 768, layers: 12 }, 768, 428, [
+    'ViT-L-14:datacomp_xl_s13b_b90k',
+  ]),
   {
     name: DEFAULT_VOCAB,
     aliases: ['vocab', 'bpe', 'clip-bpe'],
@@ -279,7 +411,12 @@ function validate(entries: readonly RegistryEntry[]): void {
     if (!e.fileName || /[/\\]/.test(e.fileName) || e.fileName === '.' || e.fileName === '..') {
       throw new ClipIqaError('E_OPTION', `${where}: fileName "${e.fileName}" must be a plain file name`);
     }
-    if (e.urls.length === 0) throw new ClipIqaError('E_OPTION', `${where}: no download URL`);
+    if (e.urls.length === 0 && (e.hub ?? []).length === 0) throw new ClipIqaError('E_OPTION', `${where}: no download URL and no hub copy`);
+    for (const h of e.hub ?? []) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/.test(h.repo)) throw new ClipIqaError('E_OPTION', `${where}: "${h.repo}" is not a hub repository id (ORG/NAME)`);
+      if (!h.file || h.file.split('/').some((p) => p === '' || p === '.' || p === '..')) throw new ClipIqaError('E_OPTION', `${where}: "${h.file}" is not a file path in a repository`);
+      if (h.sha256 != null && !HEX64.test(h.sha256)) throw new ClipIqaError('E_OPTION', `${where}: the hub copy's sha256 must be 64 lower-case hex digits`);
+    }
     for (const u of e.urls) {
       let p: URL;
       try {

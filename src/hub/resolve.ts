@@ -1,6 +1,8 @@
 /**
- * From what a user wrote (`RN50`, `./my-model.pt`, `https://host/x.pt#sha256=…`) to a local file path,
- * downloading into the cache when needed.
+ * From what a user wrote (`RN50`, `./my-model.pt`, a model folder, `hf:laion/CLIP-ViT-B-32-laion2B-s34B-b79K`,
+ * `https://host/x.pt#sha256=…`) to a local file, through the sources that can provide it (sources.ts), tried in
+ * order: first every one that needs no network (a local path, clip-iqa's cache, the huggingface_hub cache), then
+ * each that can download, until one succeeds. When all fail, the error lists every source and why.
  *
  * Decisions:
  * - A URL given without `#sha256=` is allowed: it is downloaded once, its SHA-256 computed and recorded in the
@@ -8,153 +10,41 @@
  *   use the cached copy (verified against the recorded hash by `verifyCache`). `requireChecksum` (or
  *   CLIP_IQA_REQUIRE_CHECKSUM=1) turns such URLs into an E_OPTION error for environments that want every byte pinned.
  * - Registry entries without a published checksum (the official `iter_80000.pth`) are treated the same way.
- * - Offline (`offline` or CLIP_IQA_OFFLINE=1): nothing touches the network. A missing file is an E_OFFLINE error
- *   naming the file, the exact path to put it at, and where to get it.
+ * - Files of a Hugging Face repository are verified against the SHA-256 the hub publishes for them (or a pin), and
+ *   kept per commit; a branch is resolved to its commit once and that commit is used from then on (offline too),
+ *   until `models pull --force` asks the hub again.
+ * - Offline (`offline`, CLIP_IQA_OFFLINE=1 or HF_HUB_OFFLINE=1): nothing touches the network. A missing file is an
+ *   E_OFFLINE error naming the file, the exact path to put it at, and where to get it.
  * - Mirror (`mirror` or CLIP_IQA_MIRROR=<base URL or directory>): every registry file is fetched from
  *   `<mirror>/<fileName>` (file name URL-encoded, e.g. `CLIP-IQA%2B_learned_prompts-603f3273.pth`) instead of its
- *   publisher, with the same checksums. The mirror replaces the publisher's URLs rather than preceding them: an
+ *   publishers, with the same checksums. The mirror replaces the publishers rather than preceding them: an
  *   intranet that needs a mirror usually cannot reach the internet, and falling back would only add timeouts.
- *   URLs given explicitly are fetched as given.
+ *   URLs and hf: ids given explicitly are fetched as given (a hub mirror is HF_ENDPOINT).
  */
-import { rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ClipIqaError, isErrno } from '../errors.js';
-import {
-  cacheError,
-  cachedManifest,
-  cacheRoot,
-  checkHash,
-  describeExpected,
-  entryPath,
-  fileSize,
-  manifestPath,
-  pinnedUrlPath,
-  readManifest,
-  sha256File,
-  unpinnedUrlPath,
-  writeManifest,
-  type ExpectedHash,
-  type Verification,
-} from './cache.js';
-import { download, type DownloadJob, type DownloadOptions, type HubLogger } from './download.js';
-import { packagedFile } from './packaged.js';
-import { createProgressBar, type ProgressCallback } from './progress.js';
+import { fileURLToPath } from 'node:url';
+import { ClipIqaError } from '../errors.js';
+import { WEIGHT_FILES } from '../weights/files.js';
+import { entryPath, pinnedUrlPath, unpinnedUrlPath } from './cache.js';
+import { downloadFailures, isResumable } from './download.js';
+import { HF_PREFIX, parseHfId, type HfId } from './hf.js';
 import { DEFAULT_REGISTRY, findEntry, getEntry, type FileKind, type Registry, type RegistryEntry } from './registry.js';
+import { hubSettings, mirrorUrl, REQUIRE_CHECKSUM_ENV, type HubOptions, type HubSettings } from './settings.js';
+import { hfCacheSource, hubSource, localSource, packagedSource, urlSource, type RepoFile, type ResolvedFile, type Source, type SourceContext } from './sources.js';
+import type { CacheTarget } from './store.js';
 
-export const OFFLINE_ENV = 'CLIP_IQA_OFFLINE';
-export const MIRROR_ENV = 'CLIP_IQA_MIRROR';
-export const REQUIRE_CHECKSUM_ENV = 'CLIP_IQA_REQUIRE_CHECKSUM';
-
-export interface HubOptions extends Omit<DownloadOptions, 'onProgress' | 'log'> {
-  /** Cache root; default `$CLIP_IQA_HOME` or the platform cache directory (see `cacheRoot`). */
-  readonly cacheDir?: string;
-  /** Never use the network; default from CLIP_IQA_OFFLINE. */
-  readonly offline?: boolean;
-  /** Base URL (or directory) serving every registry file as `<mirror>/<fileName>`; default from CLIP_IQA_MIRROR. */
-  readonly mirror?: string;
-  /** Refuse URLs without `#sha256=`; default from CLIP_IQA_REQUIRE_CHECKSUM. */
-  readonly requireChecksum?: boolean;
-  /** Registry to resolve names in (tests, private checkpoints); default the built-in one. */
-  readonly registry?: Registry;
-  /** Progress events. When absent, a progress bar is drawn on stderr if it is a terminal and not `quiet`. */
-  readonly onProgress?: ProgressCallback;
-  /** No progress bar and no messages on stderr (errors are still thrown). */
-  readonly quiet?: boolean;
-  /** Where notes and warnings go; default stderr (`info` only on a terminal), nothing when `quiet`. */
-  readonly log?: HubLogger;
-  /** Environment to read (default `process.env`); injectable for tests. */
-  readonly env?: NodeJS.ProcessEnv;
-}
-
-export interface ResolvedFile {
-  readonly path: string;
-  readonly source: 'registry' | 'path' | 'url';
-  /** The registry entry, for registry names. */
-  readonly entry: RegistryEntry | null;
-  /** SHA-256 of the cached file (null for local paths, which are used as they are). */
-  readonly sha256: string | null;
-  readonly verification: Verification | null;
-  /** True when this call downloaded the file. */
-  readonly downloaded: boolean;
-  /** The URL the file came from, when known. */
-  readonly url: string | null;
-}
+export type { ResolvedFile } from './sources.js';
 
 export type SourceSpec =
   | { readonly type: 'registry'; readonly entry: RegistryEntry }
-  | { readonly type: 'path'; readonly path: string }
-  | { readonly type: 'url'; readonly url: string; readonly sha256: string | null; readonly fileName: string };
-
-function flag(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
-  const raw = env[name]?.trim().toLowerCase();
-  if (raw === undefined || raw === '') return undefined;
-  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new ClipIqaError('E_OPTION', `${name}="${env[name]}" is not understood: use 1 (on) or 0 (off)`);
-}
-
-export interface HubSettings {
-  readonly root: string;
-  readonly offline: boolean;
-  /** Why offline is on, for messages. */
-  readonly offlineBecause: string;
-  readonly mirror: string | null;
-  readonly requireChecksum: boolean;
-  readonly registry: Registry;
-  readonly log: HubLogger;
-}
-
-function defaultLogger(quiet: boolean): HubLogger {
-  return (level, message) => {
-    if (quiet) return;
-    if (level === 'info' && !process.stderr.isTTY) return;
-    process.stderr.write(`clip-iqa: ${level === 'warn' ? 'warning: ' : ''}${message}\n`);
-  };
-}
-
-/** A mirror as a base URL without trailing slash; a directory path becomes a `file:` URL. */
-export function normalizeMirror(mirror: string): string {
-  const m = mirror.trim();
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(m)) {
-    let u: URL;
-    try {
-      u = new URL(m);
-    } catch {
-      throw new ClipIqaError('E_OPTION', `The mirror "${mirror}" is not a valid URL`);
-    }
-    if (!['http:', 'https:', 'file:'].includes(u.protocol)) {
-      throw new ClipIqaError('E_OPTION', `The mirror "${mirror}" uses ${u.protocol}; use an http(s):// URL or a directory`);
-    }
-    return u.href.replace(/\/+$/, '');
-  }
-  return pathToFileURL(resolve(m)).href.replace(/\/+$/, '');
-}
-
-/** Where the mirror serves a registry file. */
-export function mirrorUrl(mirror: string, fileName: string): string {
-  return `${normalizeMirror(mirror)}/${encodeURIComponent(fileName)}`;
-}
-
-/** Options and environment merged into what the hub acts on. */
-export function hubSettings(options: HubOptions = {}): HubSettings {
-  const env = options.env ?? process.env;
-  const envOffline = flag(env, OFFLINE_ENV);
-  const offline = options.offline ?? envOffline ?? false;
-  const mirrorRaw = options.mirror ?? env[MIRROR_ENV]?.trim();
-  return {
-    root: cacheRoot({ cacheDir: options.cacheDir, env }),
-    offline,
-    offlineBecause: options.offline !== undefined ? 'the offline option is set' : `${OFFLINE_ENV}=${env[OFFLINE_ENV]}`,
-    mirror: mirrorRaw ? normalizeMirror(mirrorRaw) : null,
-    requireChecksum: options.requireChecksum ?? flag(env, REQUIRE_CHECKSUM_ENV) ?? false,
-    registry: options.registry ?? DEFAULT_REGISTRY,
-    log: options.log ?? defaultLogger(options.quiet ?? false),
-  };
-}
+  | { readonly type: 'path'; readonly path: string; readonly folder?: boolean }
+  | { readonly type: 'url'; readonly url: string; readonly sha256: string | null; readonly fileName: string }
+  | ({ readonly type: 'hf' } & HfId);
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const MiB = 2 ** 20;
 
 function kindWord(kind: FileKind): string {
   return kind === 'vocab' ? 'vocabulary' : kind === 'context' ? 'CLIP-IQA+ context' : 'model';
@@ -187,7 +77,7 @@ function parseUrl(spec: string): SourceSpec {
     return { type: 'path', path: fileURLToPath(u) };
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new ClipIqaError('E_OPTION', `Unsupported URL scheme ${u.protocol} in "${spec}": use https://, http:// or a local path`);
+    throw new ClipIqaError('E_OPTION', `Unsupported URL scheme ${u.protocol} in "${spec}": use https://, http://, hf:ORG/NAME or a local path`);
   }
   let sha256: string | null = null;
   if (fragment) {
@@ -207,23 +97,31 @@ function expandHome(p: string): string {
   return p === '~' || p.startsWith('~/') || p.startsWith('~\\') ? resolve(homedir(), p.slice(2)) : p;
 }
 
-async function isFile(p: string): Promise<boolean | 'dir'> {
+async function pathKind(p: string): Promise<'file' | 'dir' | null> {
   try {
     const st = await stat(p);
-    return st.isDirectory() ? 'dir' : st.isFile();
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : null;
   } catch {
-    return false;
+    return null;
   }
 }
 
 /**
- * What a spec names. Order: a URL; something written as a path (`./x`, `/x`, `~/x`, `C:\x`); a registry name of
- * `kind`; an existing file; otherwise E_NOT_FOUND listing the registry names. So `RN50` is the registry model even
- * if a file called `RN50` is in the working directory (write `./RN50` for that file).
+ * What a spec names. Order: a Hugging Face id (`hf:`); a URL; something written as a path (`./x`, `/x`, `~/x`,
+ * `C:\x`); a registry name of `kind`; an existing file (or, for a model, a folder); otherwise E_NOT_FOUND listing the
+ * registry names. So `RN50` is the registry model even if a file called `RN50` is in the working directory (write
+ * `./RN50` for that file).
  */
 export async function parseSource(spec: string, kind: FileKind, registry: Registry = DEFAULT_REGISTRY): Promise<SourceSpec> {
   const s = spec.trim();
   if (!s) throw new ClipIqaError('E_OPTION', `An empty ${kindWord(kind)} name`);
+  if (s.toLowerCase().startsWith(HF_PREFIX)) {
+    const id = parseHfId(s);
+    if (kind !== 'model' && id.file === null) {
+      throw new ClipIqaError('E_OPTION', `"${s}" names a repository; a ${kindWord(kind)} is one file in it: write hf:${id.repo}/<file name>`);
+    }
+    return { type: 'hf', ...id };
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) return parseUrl(s);
   const pathLike = /^(\.{1,2}([/\\]|$)|[/\\~]|[A-Za-z]:[/\\])/.test(s);
   if (!pathLike) {
@@ -231,9 +129,12 @@ export async function parseSource(spec: string, kind: FileKind, registry: Regist
     if (entry) return { type: 'registry', entry };
   }
   const p = resolve(expandHome(s));
-  const found = await isFile(p);
-  if (found === true) return { type: 'path', path: p };
-  if (found === 'dir') throw new ClipIqaError('E_NOT_FOUND', `${p} is a directory; a ${kindWord(kind)} must be a file`);
+  const found = await pathKind(p);
+  if (found === 'file') return { type: 'path', path: p };
+  if (found === 'dir') {
+    if (kind === 'model') return { type: 'path', path: p, folder: true };
+    throw new ClipIqaError('E_NOT_FOUND', `${p} is a directory; a ${kindWord(kind)} must be a file`);
+  }
   if (pathLike) throw new ClipIqaError('E_NOT_FOUND', `No such ${kindWord(kind)} file: ${p}`);
   // Neither a name nor a file: say both, with the names that exist.
   try {
@@ -247,35 +148,26 @@ export async function parseSource(spec: string, kind: FileKind, registry: Regist
   throw new ClipIqaError('E_NOT_FOUND', `No such ${kindWord(kind)}: ${s}`);
 }
 
-/** A file the cache holds or will hold. */
-export interface CacheTarget {
-  readonly dest: string;
-  readonly fileName: string;
-  readonly expected: ExpectedHash;
-  /** Where to fetch from, in order. */
-  readonly urls: readonly string[];
-  /** The URL to tell an offline user about. */
-  readonly publicUrl: string;
-  readonly label: string;
-  readonly entry: RegistryEntry | null;
-  readonly sizeHint: number | null;
+/** The registry file at its publishers' URLs (or the mirror), kept at models|vocab|contexts/<name>/<fileName>. */
+function registryTarget(e: RegistryEntry, st: HubSettings): CacheTarget {
+  return {
+    dest: entryPath(st.root, e),
+    fileName: e.fileName,
+    expected: { sha256: e.sha256, sha256Prefix: e.sha256Prefix },
+    urls: st.mirror ? [mirrorUrl(st.mirror, e.fileName)] : e.urls,
+    publicUrl: e.urls[0] ?? mirrorUrl(st.mirror ?? '', e.fileName),
+    label: `${kindWord(e.kind)} ${e.name}`,
+    entry: e,
+    kind: e.kind,
+    sizeHint: e.sizeBytes,
+    exactSize: e.sizeApproximate ? null : e.sizeBytes,
+    // An approximate size (OpenAI's, rounded to MiB) caps the download with some room.
+    maxBytes: e.sizeBytes !== null && e.sizeApproximate ? Math.ceil(e.sizeBytes * 1.1) + MiB : null,
+  };
 }
 
-/** @internal Where a non-path source lives in the cache and where to fetch it. */
-export function targetOf(src: Exclude<SourceSpec, { type: 'path' }>, st: HubSettings): CacheTarget {
-  if (src.type === 'registry') {
-    const e = src.entry;
-    return {
-      dest: entryPath(st.root, e),
-      fileName: e.fileName,
-      expected: { sha256: e.sha256, sha256Prefix: e.sha256Prefix },
-      urls: st.mirror ? [mirrorUrl(st.mirror, e.fileName)] : e.urls,
-      publicUrl: e.urls[0]!,
-      label: `${kindWord(e.kind)} ${e.name}`,
-      entry: e,
-      sizeHint: e.sizeBytes,
-    };
-  }
+/** @internal Where a URL given by the user is (or will be) cached and fetched from. */
+function urlTarget(src: Extract<SourceSpec, { type: 'url' }>, st: HubSettings): CacheTarget {
   return {
     dest: src.sha256 ? pinnedUrlPath(st.root, src.sha256, src.fileName) : unpinnedUrlPath(st.root, src.url, src.fileName),
     fileName: src.fileName,
@@ -284,93 +176,98 @@ export function targetOf(src: Exclude<SourceSpec, { type: 'path' }>, st: HubSett
     publicUrl: src.url,
     label: src.url,
     entry: null,
+    kind: null,
     sizeHint: null,
   };
 }
 
-/** Whether a target comes with no published checksum at all (verified only against the hash recorded on first download). */
-function unpublished(t: CacheTarget): boolean {
-  return t.expected.sha256 === null && t.expected.sha256Prefix === null;
+/** The repository files a registry entry lists on the hub. */
+function registryRepoFiles(e: RegistryEntry): RepoFile[] {
+  return (e.hub ?? []).map((h) => ({
+    repo: h.repo,
+    revision: h.revision ?? 'main',
+    files: [h.file],
+    sha256: h.sha256 ?? null,
+    sha256Prefix: e.sha256Prefix,
+    withConfig: false,
+    entry: e,
+  }));
 }
 
-function offlineError(t: CacheTarget, st: HubSettings): ClipIqaError {
+/** The sources of a spec, in the order they are tried. */
+export function sourcesOf(src: SourceSpec, kind: FileKind, st: HubSettings): Source[] {
+  switch (src.type) {
+    case 'path':
+      return [localSource(src.path, src.folder === true)];
+    case 'url':
+      return [urlSource(urlTarget(src, st), 'url')];
+    case 'hf': {
+      const r: RepoFile = { repo: src.repo, revision: src.revision, files: src.file ? [src.file] : WEIGHT_FILES, withConfig: kind === 'model', entry: null };
+      return [hubSource(r), hfCacheSource(r)];
+    }
+    case 'registry': {
+      const e = src.entry;
+      // Files the package ships (the vocabulary) are used where they lie, before any cache or network.
+      const shipped = packagedSource(e);
+      if (shipped) return [shipped];
+      const refs = registryRepoFiles(e);
+      const publisher = e.urls.length > 0 || st.mirror ? [urlSource(registryTarget(e, st), 'registry')] : [];
+      // A mirror replaces the publishers, the hub included; the huggingface_hub cache needs no network.
+      if (st.mirror) return [...publisher, ...refs.map(hfCacheSource)];
+      return [...refs.map(hubSource), ...refs.map(hfCacheSource), ...publisher];
+    }
+  }
+}
+
+function offlineError(what: string, sources: readonly Source[], ctx: SourceContext): ClipIqaError {
+  const hints = sources.flatMap((s) => (s.offline ? [s.offline(ctx)] : []));
   return new ClipIqaError(
     'E_OFFLINE',
-    `Offline mode (${st.offlineBecause}): the ${t.label} is not in the cache and may not be downloaded.\n` +
-      `  needed file:   ${t.fileName}${unpublished(t) ? '' : ` (${describeExpected(t.expected)})`}\n` +
-      `  place it at:   ${t.dest}\n` +
-      `  download from: ${t.publicUrl}\n` +
-      'Fetch it on a machine with network access and copy it there, or turn offline mode off.',
+    `Offline mode (${ctx.st.offlineBecause}): the ${what} is not in the cache and may not be downloaded.\n` +
+      `${hints.join('\n  or\n')}\n` +
+      `Fetch ${hints.length > 1 ? 'one of these' : 'it'} on a machine with network access and copy it there, or turn offline mode off.`,
   );
 }
 
-function unverifiedWarning(t: CacheTarget, sha256: string, where: string): string {
-  if (t.entry) {
-    return (
-      `${t.fileName} has no published checksum, so it was not verified against its publisher. ` +
-      `Its SHA-256 ${sha256} is now recorded in ${where} and checked by "models verify" from now on.`
-    );
-  }
-  return (
-    `${t.publicUrl} was given without a checksum, so its content was not verified. SHA-256 of what was downloaded: ${sha256}. ` +
-    `Pin it with ${t.publicUrl}#sha256=${sha256}`
+/** Errors that end the resolution at once: the cache or the caller is at fault, not the source. */
+function fatal(e: unknown): boolean {
+  if ((e as Error | null)?.name === 'AbortError') return true;
+  return e instanceof ClipIqaError && ['E_CACHE', 'E_OPTION', 'E_OFFLINE'].includes(e.code);
+}
+
+/** One error for every source that failed, each with its reason. */
+function failedError(what: string, failures: readonly { source: Source; error: Error }[]): Error {
+  const [only] = failures;
+  if (failures.length === 1 && only!.error instanceof ClipIqaError) return only!.error;
+  const lines = failures.flatMap(({ source, error }) => {
+    const urls = downloadFailures(error);
+    if (urls) return urls.map((u) => `  ${u.url}: ${u.message}`);
+    return [`  ${source.label}: ${error.message.replace(/\n/g, '\n    ')}`];
+  });
+  const allChecksum = failures.every((f) => f.error instanceof ClipIqaError && f.error.code === 'E_CHECKSUM');
+  const retryable = failures.some((f) => isResumable(f.error));
+  const hints = [
+    ...(failures.some((f) => / 404/.test(f.error.message)) ? ['A 404 means the file is not at that address (or no longer is).'] : []),
+    ...(retryable ? ['Check the network (a hub mirror: HF_ENDPOINT; other files: CLIP_IQA_MIRROR), then run the command again: any partial download is kept and resumed.'] : []),
+  ];
+  return new ClipIqaError(
+    allChecksum ? 'E_CHECKSUM' : 'E_DOWNLOAD',
+    `Could not get the ${what} from ${failures.length === 1 ? 'its source' : `any of its ${failures.length} sources`}:\n${lines.join('\n')}${hints.length ? `\n${hints.join(' ')}` : ''}`,
+    { cause: failures[failures.length - 1]?.error },
   );
 }
 
-/**
- * A file already in the cache: trusted when its manifest agrees (size and hash as expected); hashed once when it
- * has no manifest (copied there by hand). Returns null when absent, or when corrupt and the network may repair it.
- */
-async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortSignal): Promise<ResolvedFile | null> {
-  const m = await cachedManifest(t.dest, t.expected);
-  const source = t.entry ? 'registry' : 'url';
-  if (m) return { path: t.dest, source, entry: t.entry, sha256: m.sha256, verification: m.verification, downloaded: false, url: m.url };
-  if ((await fileSize(t.dest)) === null) return null;
-
-  const old = await readManifest(t.dest);
-  st.log('info', `checking ${t.dest}`);
-  const { sha256, size } = await sha256File(t.dest, signal);
-  // Without a published hash, the one recorded on first download is the reference (trust on first use).
-  const expected: ExpectedHash = unpublished(t) && old ? { sha256: old.sha256, sha256Prefix: null } : t.expected;
-  const verification = checkHash(expected, sha256);
-  if (verification !== null) {
-    const v: Verification = unpublished(t) ? 'recorded' : verification;
-    if (!old) st.log('warn', v === 'recorded' ? unverifiedWarning(t, sha256, manifestPath(t.dest)) : `adopting ${t.dest}, placed in the cache by hand (checksum ok)`);
-    try {
-      await writeManifest(t.dest, {
-        version: 1,
-        fileName: t.fileName,
-        kind: t.entry?.kind ?? null,
-        name: t.entry?.name ?? null,
-        source: t.publicUrl,
-        url: old?.url ?? null,
-        sha256,
-        size,
-        verification: v,
-        origin: old?.origin ?? 'placed',
-        createdAt: old?.createdAt ?? new Date().toISOString(),
-      });
-    } catch (e) {
-      // A read-only, pre-filled cache is fine: the file is good, it just gets hashed again next time.
-      if (!isErrno(e, 'EACCES', 'EPERM', 'EROFS')) throw e;
-    }
-    return { path: t.dest, source, entry: t.entry, sha256, verification: v, downloaded: false, url: old?.url ?? null };
+function describeSpec(src: SourceSpec, kind: FileKind): string {
+  switch (src.type) {
+    case 'registry':
+      return `${kindWord(kind)} ${src.entry.name}`;
+    case 'path':
+      return src.path;
+    case 'url':
+      return src.url;
+    case 'hf':
+      return `${kindWord(kind)} hf:${src.repo}`;
   }
-
-  const problem =
-    `The cached ${t.fileName} at ${t.dest} is damaged or is another file: expected ${old && unpublished(t) ? `the recorded sha256 ${old.sha256}` : describeExpected(t.expected)}, ` +
-    `found sha256 ${sha256} (${size} bytes).`;
-  if (st.offline) {
-    throw new ClipIqaError('E_CHECKSUM', `${problem} Replace it with the right file (from ${t.publicUrl}), or delete it and run again online.`);
-  }
-  st.log('warn', `${problem} Downloading it again.`);
-  try {
-    await rm(t.dest, { force: true });
-    await rm(manifestPath(t.dest), { force: true });
-  } catch (e) {
-    throw cacheError(e, t.dest, `replacing the damaged ${t.fileName}`);
-  }
-  return null;
 }
 
 /**
@@ -378,78 +275,84 @@ async function fromCache(t: CacheTarget, st: HubSettings, signal?: AbortSignal):
  * `spec` undefined means the registry's default of `kind` (RN50, the BPE vocabulary, clipiqa+).
  */
 export async function resolveSource(spec: string | undefined, kind: FileKind, options: HubOptions = {}): Promise<ResolvedFile> {
-  const st = hubSettings(options);
-  return resolveParsed(await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry), st, options);
+  return (await resolveSources([{ spec, kind }], options)).files[0]!;
+}
+
+/** One file to resolve: a spec (undefined: the registry's default) of a kind. */
+export interface FileRequest {
+  readonly spec: string | undefined;
+  readonly kind: FileKind;
 }
 
 /**
- * @internal `resolveSource` once the spec is parsed. With `replace`, the cached copy is not looked at: `replace`
- * runs (removing it) and the file is downloaded again.
+ * Resolves several files with one reading of the options and environment, one after another (so that progress bars
+ * of first downloads do not interleave); returns them in order with the cache root they were resolved in.
  */
-export async function resolveParsed(src: SourceSpec, st: HubSettings, options: HubOptions, replace?: () => Promise<unknown>): Promise<ResolvedFile> {
-  if (src.type === 'path') return { path: src.path, source: 'path', entry: null, sha256: null, verification: null, downloaded: false, url: null };
-  // Files the package ships (the vocabulary) are used where they are, never cached or fetched.
-  const packaged = src.type === 'registry' ? packagedFile(src.entry) : null;
-  if (packaged && src.type === 'registry') {
-    return { path: packaged, source: 'registry', entry: src.entry, sha256: src.entry.sha256, verification: 'sha256', downloaded: false, url: null };
-  }
+export async function resolveSources(requests: readonly FileRequest[], options: HubOptions = {}): Promise<{ files: ResolvedFile[]; root: string }> {
+  const st = hubSettings(options);
+  const files: ResolvedFile[] = [];
+  for (const { spec, kind } of requests) files.push(await resolveParsed(await parseSource(spec ?? st.registry.defaults[kind], kind, st.registry), kind, st, options));
+  return { files, root: st.root };
+}
+
+/**
+ * @internal `resolveSource` once the spec is parsed. With `replace`, nothing cached is looked at: `replace` runs
+ * (removing the cached copy) and the file is downloaded again.
+ */
+export async function resolveParsed(src: SourceSpec, kind: FileKind, st: HubSettings, options: HubOptions, replace?: () => Promise<unknown>): Promise<ResolvedFile> {
   if (src.type === 'url' && src.sha256 === null && st.requireChecksum) {
     throw new ClipIqaError(
       'E_OPTION',
       `${src.url} has no checksum and checksums are required (${REQUIRE_CHECKSUM_ENV} or requireChecksum): add #sha256=<the file's 64-hex-digit SHA-256>`,
     );
   }
-  const t = targetOf(src, st);
+  const ctx: SourceContext = { st, options, kind: src.type === 'registry' ? src.entry.kind : kind };
+  const sources = sourcesOf(src, ctx.kind, st);
   if (!replace) {
-    const cached = await fromCache(t, st, options.signal);
-    if (cached) return cached;
+    for (const s of sources) {
+      const found = await s.find(ctx);
+      if (found) return found;
+    }
   }
-  if (st.offline) throw offlineError(t, st);
+  const fetchers = sources.filter((s) => s.fetch);
+  const what = describeSpec(src, ctx.kind);
+  if (fetchers.length === 0) throw new ClipIqaError('E_NOT_FOUND', `No such ${kindWord(ctx.kind)}: ${what}`);
+  if (st.offline) throw offlineError(what, sources, ctx);
   await replace?.();
-  return fetchTarget(t, st, options);
-}
-
-/** Downloads a target (under its lock) and reports it as a resolved file. */
-async function fetchTarget(t: CacheTarget, st: HubSettings, options: HubOptions): Promise<ResolvedFile> {
-  const job: DownloadJob = {
-    fileName: t.fileName,
-    dest: t.dest,
-    urls: t.urls,
-    expected: t.expected,
-    sizeHint: t.sizeHint,
-    kind: t.entry?.kind ?? null,
-    name: t.entry?.name ?? null,
-    source: t.publicUrl,
-  };
-  const bar = options.onProgress ? null : createProgressBar({ quiet: options.quiet });
-  try {
-    const r = await download(job, { ...options, onProgress: options.onProgress ?? (bar?.active ? bar.update : undefined), log: st.log });
-    if (r.downloaded && r.verification === 'recorded') st.log('warn', unverifiedWarning(t, r.sha256, manifestPath(t.dest)));
-    return {
-      path: r.path,
-      source: t.entry ? 'registry' : 'url',
-      entry: t.entry,
-      sha256: r.sha256,
-      verification: r.verification,
-      downloaded: r.downloaded,
-      url: r.url,
-    };
-  } finally {
-    bar?.end();
+  const failures: { source: Source; error: Error }[] = [];
+  for (const [i, s] of fetchers.entries()) {
+    try {
+      return await s.fetch!(ctx);
+    } catch (e) {
+      if (fatal(e) || !(e instanceof Error)) throw e;
+      failures.push({ source: s, error: e });
+      if (i < fetchers.length - 1) st.log('warn', `${what}: ${s.label} failed (${e.message.split('\n')[0]}); trying the next source`);
+    }
   }
+  throw failedError(what, failures);
 }
 
 /**
- * The local path of a model, vocabulary or context: a registry name (forgiving spelling), a local path, or a URL
- * (`https://…#sha256=<64 hex>`), downloaded into the cache if it is not there yet.
+ * The local path of a model, vocabulary or context: a registry name (forgiving spelling), a local path (a model
+ * folder too), a Hugging Face id (`hf:ORG/NAME[@REVISION][/FILE]`) or a URL (`https://…#sha256=<64 hex>`),
+ * downloaded into the cache if it is not there yet.
  */
 export async function resolveFile(spec: string | undefined, kind: FileKind, options: HubOptions = {}): Promise<string> {
   return (await resolveSource(spec, kind, options)).path;
 }
 
-/** Where `spec` is (or would be) cached, without touching the network; null for local paths. */
+/** Where `spec` is (or would be) cached, without touching the network; null for local paths and hub files. */
 export async function cachedPathOf(spec: string, kind: FileKind, options: HubOptions = {}): Promise<string | null> {
   const st = hubSettings(options);
   const src = await parseSource(spec, kind, st.registry);
-  return src.type === 'path' ? null : targetOf(src, st).dest;
+  if (src.type === 'url') return urlTarget(src, st).dest;
+  if (src.type === 'registry' && (src.entry.urls.length > 0 || st.mirror)) return registryTarget(src.entry, st).dest;
+  return null;
+}
+
+/** @internal For models.ts: the cache target of a registry entry's publisher file, or a URL. */
+export function publisherTarget(src: SourceSpec, st: HubSettings): CacheTarget | null {
+  if (src.type === 'url') return urlTarget(src, st);
+  if (src.type === 'registry' && (src.entry.urls.length > 0 || st.mirror)) return registryTarget(src.entry, st);
+  return null;
 }

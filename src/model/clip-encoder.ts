@@ -23,10 +23,18 @@ export interface ClipEncoderOptions extends RuntimeOptions {
   readonly calibration?: CalibrationOptions;
   /** Where the int8 calibration ranges of this model are kept between runs (see model/feature-cache.ts). */
   readonly store?: FeatureStore;
+  /**
+   * The architecture, when a config file states what the weights alone cannot (activation, heads, LayerNorm
+   * epsilon; see weights/layout.ts); default: inferred from `sd` as OpenAI's build_model does.
+   */
+  readonly architecture?: ClipArchitecture;
 }
 
 /** The graphs an encoder may build, each at most once. `image-positions` serves both `fixed` and `interpolate`. */
 type GraphKey = 'preprocess-8' | 'preprocess-16' | 'image' | 'image-positions' | 'dense' | 'text';
+
+/** CLIP's end-of-text token id. */
+const EOT_ID = 49407;
 
 /** Resampled positional tables kept per token count; a handful covers a data set of a few image sizes. */
 const RESAMPLED_CACHE_SIZE = 8;
@@ -53,7 +61,7 @@ export class OnnxClipEncoder implements ClipEncoder {
     }
     this.#sd = sd;
     this.#options = options;
-    this.architecture = inferArchitecture(sd);
+    this.architecture = options.architecture ?? inferArchitecture(sd);
     // The reference takes exp in float32.
     this.logitScale = Math.fround(Math.exp(scalarValue(sd.get('logit_scale'))));
   }
@@ -99,9 +107,9 @@ export class OnnxClipEncoder implements ClipEncoder {
     const ranges = int8 && vision.family === 'resnet' && (key === 'image' || key === 'image-positions' || key === 'dense') ? await this.#calibrate() : undefined;
     switch (key) {
       case 'preprocess-8':
-        return buildPreprocess(8);
+        return buildPreprocess(8, this.architecture.normalization);
       case 'preprocess-16':
-        return buildPreprocess(16);
+        return buildPreprocess(16, this.architecture.normalization);
       case 'text':
         return buildText(this.#sd, text, embedDim);
       case 'dense':
@@ -270,7 +278,10 @@ export class OnnxClipEncoder implements ClipEncoder {
     const { contextLength } = this.architecture.text;
     const eot = rows.map((row, r) => {
       if (row.length !== contextLength) throw optionError(`token row ${r} has ${row.length} ids; this model's context is ${contextLength}`);
-      // EOT is the largest id in a CLIP row (49407); the first maximum, as torch.argmax picks it.
+      // The first end-of-text token (49407), as transformers pools; OpenAI's argmax finds the same position in a
+      // CLIP row, where EOT is the largest id, and is the rule for rows without one.
+      const first = row.indexOf(EOT_ID);
+      if (first >= 0) return first;
       let best = 0;
       for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
       return best;

@@ -18,6 +18,8 @@ export interface ReadFileOptions {
   readonly what: string;
   /** How to raise the limit, appended to the too-large message: "set CLIP_IQA_MAX_… to raise it". */
   readonly raise: string;
+  /** Bytes per read call (tests use small chunks to exercise what a file over 2 GiB goes through). */
+  readonly chunkBytes?: number;
 }
 
 // Opening a FIFO for reading blocks until a writer appears, unless O_NONBLOCK is given (not on Windows,
@@ -49,7 +51,7 @@ export async function readRegularFile(path: string, options: ReadFileOptions): P
     const out = Buffer.allocUnsafe(info.size);
     let filled = 0;
     while (filled < out.length) {
-      const { bytesRead } = await handle.read(out, filled, Math.min(CHUNK, out.length - filled), filled);
+      const { bytesRead } = await handle.read(out, filled, Math.min(options.chunkBytes ?? CHUNK, out.length - filled), filled);
       if (bytesRead === 0) break; // the file shrank since fstat: keep what is there
       filled += bytesRead;
     }

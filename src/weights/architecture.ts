@@ -1,6 +1,15 @@
 import { ClipIqaError } from '../errors.js';
 import type { StateDict } from './state-dict.js';
 
+/**
+ * The transformer MLP's activation. OpenAI's CLIP (and open_clip's `quick_gelu` models) use QuickGELU,
+ * x·sigmoid(1.702·x); LAION's and DataComp's OpenCLIP models use exact GELU, x·Φ(x) with the error function.
+ */
+export type Activation = 'quick_gelu' | 'gelu';
+export const ACTIVATIONS: readonly Activation[] = ['quick_gelu', 'gelu'];
+/** Every CLIP LayerNorm's epsilon unless a config says otherwise. */
+export const DEFAULT_LAYER_NORM_EPS = 1e-5;
+
 export interface ResNetVision {
   readonly family: 'resnet';
   /** Bottleneck blocks per stage, e.g. [3, 4, 6, 3] for RN50. */
@@ -24,6 +33,9 @@ export interface VitVision {
   readonly patch: number;
   readonly resolution: number;
   readonly grid: number;
+  readonly activation: Activation;
+  /** LayerNorm epsilon when it is not 1e-5 (absent: 1e-5). */
+  readonly layerNormEps?: number;
 }
 
 export interface TextTower {
@@ -32,6 +44,9 @@ export interface TextTower {
   readonly layers: number;
   readonly contextLength: number;
   readonly vocabSize: number;
+  readonly activation: Activation;
+  /** LayerNorm epsilon when it is not 1e-5 (absent: 1e-5). */
+  readonly layerNormEps?: number;
 }
 
 export interface ClipArchitecture {
@@ -39,6 +54,8 @@ export interface ClipArchitecture {
   readonly text: TextTower;
   /** The joint embedding dimension D. */
   readonly embedDim: number;
+  /** Pixel mean and standard deviation (RGB) when they are not CLIP's (a few OpenCLIP models use 0.5, 0.5). */
+  readonly normalization?: { readonly mean: readonly number[]; readonly std: readonly number[] };
 }
 
 function countIndices(sd: StateDict, prefix: string, position: number): number {
@@ -65,8 +82,12 @@ function gridOf(sd: StateDict, name: string): number {
   return grid;
 }
 
-/** The architecture a state dict describes, derived as OpenAI's `build_model` derives it. */
-export function inferArchitecture(sd: StateDict): ClipArchitecture {
+/**
+ * The architecture a state dict describes, derived as OpenAI's `build_model` derives it: heads of 64 channels,
+ * QuickGELU and LayerNorm epsilon 1e-5 unless `activation` says otherwise (a config file beside the weights
+ * states them; see weights/layout.ts).
+ */
+export function inferArchitecture(sd: StateDict, activation: Activation = 'quick_gelu'): ClipArchitecture {
   let vision: ResNetVision | VitVision;
   if (sd.has('visual.proj')) {
     const width = dim(sd, 'visual.conv1.weight', 0);
@@ -74,7 +95,7 @@ export function inferArchitecture(sd: StateDict): ClipArchitecture {
     const grid = gridOf(sd, 'visual.positional_embedding');
     let layers = 0;
     for (const k of sd.keys()) if (k.startsWith('visual.') && k.endsWith('.attn.in_proj_weight')) layers++;
-    vision = { family: 'vit', width, layers, heads: Math.floor(width / 64) || 1, patch, resolution: patch * grid, grid };
+    vision = { family: 'vit', width, layers, heads: Math.floor(width / 64) || 1, patch, resolution: patch * grid, grid, activation };
   } else if (sd.has('visual.layer1.0.conv1.weight')) {
     const layers = [1, 2, 3, 4].map((s) => countIndices(sd, `visual.layer${s}.`, 2)) as [number, number, number, number];
     const width = dim(sd, 'visual.layer1.0.conv1.weight', 0);
@@ -97,16 +118,23 @@ export function inferArchitecture(sd: StateDict): ClipArchitecture {
     layers: countIndices(sd, 'transformer.resblocks.', 2),
     contextLength: dim(sd, 'positional_embedding', 0),
     vocabSize: dim(sd, 'token_embedding.weight', 0),
+    activation,
   };
   return { vision, text, embedDim: dim(sd, 'text_projection', 1) };
 }
 
-/** A one-line description, e.g. "ResNet [3,4,6,3] width 64 @224, text 512×12, embed 1024". */
+const ACTIVATION_NAMES: Record<Activation, string> = { quick_gelu: 'QuickGELU', gelu: 'GELU' };
+
+/** A one-line description, e.g. "ResNet [3,4,6,3] width 64 @224, text 512×12, embed 1024, QuickGELU". */
 export function describeArchitecture(a: ClipArchitecture): string {
   const v = a.vision;
   const vision =
     v.family === 'resnet'
       ? `ResNet [${v.layers.join(',')}] width ${v.width} @${v.resolution}`
       : `ViT-${v.width}/${v.patch} ${v.layers} layers @${v.resolution}`;
-  return `${vision}, text ${a.text.width}×${a.text.layers}, embed ${a.embedDim}`;
+  // A ResNet image tower has no transformer MLP: only the text tower's activation matters there.
+  const acts = new Set([a.text.activation, ...(v.family === 'vit' ? [v.activation] : [])]);
+  const act =
+    acts.size === 1 ? ACTIVATION_NAMES[a.text.activation] : `text ${ACTIVATION_NAMES[a.text.activation]}, image ${ACTIVATION_NAMES[(v as VitVision).activation]}`;
+  return `${vision}, text ${a.text.width}×${a.text.layers}, embed ${a.embedDim}, ${act}`;
 }

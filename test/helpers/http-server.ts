@@ -16,8 +16,13 @@ export interface Route {
   statusSequence?: number[];
   /** Extra response headers. */
   headers?: Record<string, string>;
-  /** Answer 302 to this location (absolute, or a path on this server). */
+  /** Answer 302 (or `redirectStatus`) to this location (absolute, or a path on this server), with `headers`. */
   redirect?: string;
+  redirectStatus?: number;
+  /** Answer 401 unless the request carries `authorization: Bearer <requireAuth>` (a private repository). */
+  requireAuth?: string;
+  /** Send no Content-Length (a chunked body whose size the client learns only at its end). */
+  chunked?: boolean;
   /** Always send the whole file with 200, ignoring Range (as some servers and proxies do). */
   ignoreRange?: boolean;
   /** Send this many body bytes, then destroy the connection; applies `cutTimes` times (default 1). */
@@ -108,6 +113,11 @@ export async function startServer(routes: Record<string, Route> = {}): Promise<T
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
         return;
       }
+      if (route.requireAuth !== undefined && req.headers.authorization !== `Bearer ${route.requireAuth}`) {
+        record(401);
+        res.writeHead(401, { 'content-type': 'text/plain', 'x-error-code': 'RepoNotFound' }).end('Invalid credentials');
+        return;
+      }
       if (route.delayMs) await sleep(route.delayMs);
       const forced = route.statusSequence?.length ? route.statusSequence.shift() : route.status;
       if (forced !== undefined) {
@@ -116,8 +126,9 @@ export async function startServer(routes: Record<string, Route> = {}): Promise<T
         return;
       }
       if (route.redirect) {
-        record(302);
-        res.writeHead(302, { location: route.redirect }).end();
+        const status = route.redirectStatus ?? 302;
+        record(status);
+        res.writeHead(status, { ...route.headers, location: route.redirect }).end();
         return;
       }
       const body = route.body ?? Buffer.alloc(0);
@@ -146,7 +157,7 @@ export async function startServer(routes: Record<string, Route> = {}): Promise<T
         return;
       }
       record(200);
-      res.writeHead(200, { ...common, 'content-length': String(body.length) });
+      res.writeHead(200, route.chunked ? common : { ...common, 'content-length': String(body.length) });
       await send(res, body, route, cut);
     })().catch(() => res.destroy());
   });

@@ -27,7 +27,7 @@ export interface HubFixture {
   readonly logs: string[];
   /** A registry entry named `name` served at `path` on the test server, with the payload's hash. */
   entry(name: string, path: string, over?: Partial<ModelEntry>): ModelEntry;
-  /** Hub options for this test's cache root, quiet, with fast retries. */
+  /** Hub options for this test's cache root, quiet, with fast retries, and no huggingface_hub cache. */
   opts(registry?: Registry, extra?: HubOptions): HubOptions;
 }
 
@@ -80,6 +80,8 @@ export function useHubFixture(prefix: string, defaults: HubOptions = {}): HubFix
       name,
       aliases: [],
       fileName: `${name}.safetensors`,
+      // The test server only: no copy on the Hugging Face hub.
+      hub: [],
       urls: [state.server.url(path)],
       sha256: state.sha,
       sha256Prefix: null,
@@ -94,6 +96,7 @@ export function useHubFixture(prefix: string, defaults: HubOptions = {}): HubFix
       quiet: true,
       log: (level, m) => state.logs.push(`${level}: ${m}`),
       retryDelayMs: 5,
+      hfCacheDir: null,
       ...defaults,
       ...extra,
     }),
