@@ -32,11 +32,12 @@ import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-
 import { memoryPixelLimit } from './model/memory.js';
 import { rememberedSha256 } from './util/file-sha256.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
-import type { Precision, RuntimeOptions } from './runtime/options.js';
+import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
 import { loadClipModel } from './weights/layout.js';
 import { StateDict } from './weights/state-dict.js';
+import { EMBED_IMAGE_OPTIONS, LOAD_OPTIONS, SCORE_MANY_OPTIONS, SCORE_MAPS_OPTIONS, SCORE_OPTIONS, checkOptions } from './known-options.js';
 
 export { PLUS };
 
@@ -276,6 +277,9 @@ export class ClipIqa {
   }
 
   static async load(options: ClipIqaOptions = {}): Promise<ClipIqa> {
+    checkOptions(options, LOAD_OPTIONS, 'ClipIqa.load');
+    // Before any download: a GPU that cannot be used is known at once.
+    checkDevice(options.runtime?.device);
     checkPositional(options.positional, 'positional');
     checkPositional(options.plusPositional, 'plusPositional');
     const { model } = options;
@@ -340,13 +344,19 @@ export class ClipIqa {
 
   /** The attributes and pairs a call with these options reports, in order (for headers and schemas). */
   plan(options: ScoreOptions = {}): ScorePlan {
+    checkOptions(options, SCORE_OPTIONS, 'plan');
+    return this.#plan(options);
+  }
+
+  #plan(options: ScoreOptions): ScorePlan {
     const { noisiness, positional } = this.#options;
     return planScore(options, { family: this.architecture.vision.family, plus: this.context !== undefined, noisiness, positional });
   }
 
   /** Scores one image. */
   async score(input: ImageSource, options: ScoreOptions = {}): Promise<ImageScores> {
-    const plan = this.plan(options);
+    checkOptions(options, SCORE_OPTIONS, 'score');
+    const plan = this.#plan(options);
     const prepared = await this.#prepare(input, options.decode);
     return (await this.#scoreGroup([prepared], plan))[0]!;
   }
@@ -357,7 +367,8 @@ export class ClipIqa {
    * runs of consecutive same-size images go through the image tower together.
    */
   async *scoreMany(inputs: Iterable<ImageSource> | AsyncIterable<ImageSource>, options: ScoreManyOptions = {}): AsyncGenerator<BatchResult> {
-    const plan = this.plan(options);
+    checkOptions(options, SCORE_MANY_OPTIONS, 'scoreMany');
+    const plan = this.#plan(options);
     // Score maps need each image's own dense pass; they are scored one image at a time.
     const batch = plan.maps.length > 0 ? 1 : Math.max(1, Math.floor(options.batch ?? 1));
     // Decoding keeps a whole batch ahead, so that the next batch decodes while this one runs.
@@ -505,6 +516,7 @@ export class ClipIqa {
 
   /** The image's CLIP features (embedDim floats, not normalised). */
   async embedImage(input: ImageSource, options: { positional?: PositionalMode; decode?: DecodeOptions } = {}): Promise<Float32Array> {
+    checkOptions(options, EMBED_IMAGE_OPTIONS, 'embedImage');
     // A bad mode is the call's fault, found before decoding, as score() finds it.
     const mode = checkPositional(options.positional, 'positional') ?? this.#options.positional ?? 'none';
     const { source, image } = await this.#prepare(input, options.decode);
@@ -524,7 +536,8 @@ export class ClipIqa {
 
   /** Per-region score maps of one image for attributes or prompt pairs (ResNet models). */
   async scoreMaps(input: ImageSource, attributes: readonly string[] | string, options: Omit<ScoreOptions, 'maps' | 'attributes'> = {}): Promise<ScoreMap[]> {
-    const plan = this.plan({ ...options, attributes, ensemble: false, plus: false });
+    checkOptions(options, SCORE_MAPS_OPTIONS, 'scoreMaps');
+    const plan = this.#plan({ ...options, attributes, ensemble: false, plus: false });
     const { source, image } = await this.#prepare(input, options.decode);
     try {
       return await this.#maps(await this.encoder.normalize([image]), plan.pairs);

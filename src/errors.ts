@@ -14,11 +14,13 @@ export type ErrorCode =
   | 'E_PROMPT' // an unknown attribute or malformed prompt pair
   | 'E_CONTEXT' // a CLIP-IQA+ context that is missing or does not fit the model
   | 'E_RUNTIME' // onnxruntime failed
+  | 'E_DEVICE' // an execution provider (--device) that this machine's onnxruntime-node cannot use
   | 'E_DOWNLOAD' // fetching a model failed
   | 'E_CHECKSUM' // a downloaded file does not have the expected SHA-256
   | 'E_OFFLINE' // a file is needed but offline mode forbids fetching it
   | 'E_CACHE' // the model cache cannot be written
   | 'E_OUTPUT' // a results file or report cannot be written
+  | 'E_RESULTS' // a saved results file that is not results (clip-iqa report)
   | 'E_URL' // a URL that may not be fetched (fetching off, not http(s), host not allowed, credentials)
   | 'E_FETCH' // fetching an image URL failed (status, network, redirects, timeout)
   | 'E_TOO_LARGE' // an image from a URL or standard input over the byte limit

@@ -157,17 +157,17 @@ describe('thumbnails', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const decode = async (uri: string) => {
-    expect(uri).toMatch(/^data:image\/jpeg;base64,/);
+    expect(uri).toMatch(/^data:image\/webp;base64,/);
     const bytes = Buffer.from(uri.slice(uri.indexOf(',') + 1), 'base64');
     return { bytes, meta: await sharp(bytes).metadata(), raw: await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true }) };
   };
 
-  it('makes a small JPEG with the longest side at the asked size', async () => {
+  it('makes a small WebP with the longest side at the asked size', async () => {
     const t = await makeThumbnail(photo('chelsea.png'));
     if (!isThumbnail(t)) throw new Error(t.reason);
     expect([t.width, t.height]).toEqual([240, 160]);
     const { bytes, meta } = await decode(t.uri);
-    expect(meta.format).toBe('jpeg');
+    expect(meta.format).toBe('webp');
     expect([meta.width, meta.height]).toEqual([240, 160]);
     expect(bytes.length).toBeLessThan(20_000);
     const small = await makeThumbnail(photo('camera.png'), { size: 100, quality: 60 });
@@ -273,7 +273,7 @@ describe('HTML report', () => {
   it('references nothing outside the file', () => {
     const refs = resourceRefs(html);
     expect(refs.length).toBeGreaterThan(5); // the thumbnails and in-page links at least
-    for (const ref of refs) expect(ref).toMatch(/^(data:image\/jpeg;base64,|#[\w-]+$)/);
+    for (const ref of refs) expect(ref).toMatch(/^(data:image\/webp;base64,|#[\w-]+$)/);
     expect(html).not.toMatch(/\b(?:https?|ftp):/i);
     expect(html.match(/<img /g)).toHaveLength(5);
     expect(html).toContain(`default-src 'none'`);
@@ -332,15 +332,23 @@ describe('HTML report', () => {
     expect(svgs).toHaveLength(5);
     const first = scored().sort((a, b) => b.scores.quality! - a.scores.quality!)[0]!;
     const svg = svgs[0]!;
-    expect(svg.match(/<circle class="radar-point/g)).toHaveLength(12);
-    const labels = [...svg.matchAll(/<text [^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+    // Grid, spokes and labels are drawn once for the page; each card shows them through <use>.
+    expect(svg).toContain('<use href="#radar-axes"/>');
+    expect(html.match(/<g id="radar-axes"/g)).toHaveLength(1);
+    const axes = /<svg class="radar-defs"[\s\S]*?<\/svg>/.exec(html)![0];
+    const labels = [...axes.matchAll(/<text [^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
     expect(labels).toEqual(PAPER);
+    expect(svg).not.toContain('<text');
+    // One dot per axis, look and feel apart, each at its value on its axis.
+    const dots = (group: string) => [...(new RegExp(`<path class="radar-dots radar-${group}" d="([^"]+)"`).exec(svg)![1]!.matchAll(/M([\d.]+) ([\d.]+)h0/g))].map((m) => [Number(m[1]), Number(m[2])]);
+    expect([...dots('look'), ...dots('feel')]).toHaveLength(12);
     const layout = radarLayout(
       PAPER.map((n) => first.scores[n]!),
       PAPER,
     );
     const pts = /points="([^"]+)"/.exec(svg)![1]!.split(' ').map((p) => p.split(',').map(Number) as [number, number]);
     pts.forEach(([x, y], i) => expect(Math.hypot(x - layout.cx, y - layout.cy)).toBeCloseTo(first.scores[PAPER[i]!]! * layout.radius, 1));
+    expect([...dots('look'), ...dots('feel')]).toEqual(pts);
     expect(svg).toContain(`<title>Look and feel of ${escapeMarkup(first.file.slice(first.file.lastIndexOf('/') + 1))}: quality ${first.scores.quality!.toFixed(3)}`);
     // warm (extra), vivid (custom), ensemble: bars.
     const card = html.slice(html.indexOf('<article'), html.indexOf('</article>'));
@@ -352,7 +360,7 @@ describe('HTML report', () => {
   it('draws only what the run has: flipped noisiness stays on the radar, a borrowed name does not, < 3 gives no radar', async () => {
     const flipped = headerFor(['quality', 'noisiness', 'sharpness', 'happy'], { noisiness: ['Clean photo.', 'Noisy photo.'], happy: ['Joyful photo.', 'Gloomy photo.'] });
     const page = await renderReport({ header: flipped, rows }, { thumbnails: false });
-    const svg = /<svg class="radar"[\s\S]*?<\/svg>/.exec(page)![0];
+    const svg = /<svg class="radar-defs"[\s\S]*?<\/svg>/.exec(page)![0];
     expect([...svg.matchAll(/<text [^>]*>([^<]*)<\/text>/g)].map((m) => m[1])).toEqual(['quality', 'sharpness', 'noisiness']);
     expect(page).toContain('1 = clean · 0 = noisy');
     expect(page).toMatch(/<span class="bar-name"><bdi>happy<\/bdi>/);
@@ -467,7 +475,10 @@ describe.skipIf(noBrowser)(`HTML report in Chromium${noBrowser ? ` (skipped: ${n
     // Thumbnails decoded: natural sizes known.
     const sizes = await page.locator('article.card img').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
     expect(sizes.every((w) => w > 0)).toBe(true);
-    expect(await page.locator('article.card').first().locator('svg.radar circle').count()).toBe(12);
+    // The chart's shared grid and labels are drawn through <use>, and its dots over them.
+    const chart = page.locator('article.card').first().locator('svg.radar');
+    expect(await chart.locator('path.radar-dots').count()).toBe(2);
+    expect((await chart.locator('use').boundingBox())!.width).toBeGreaterThan(100);
     expect(await page.locator('#failed td.message').textContent()).toBe('gone.jpg: no such file or directory');
     // The script ran under the page's CSP (its hash matches): the controls are shown.
     expect(await page.locator('#controls').isVisible()).toBe(true);
@@ -523,6 +534,49 @@ describe.skipIf(noBrowser)(`HTML report in Chromium${noBrowser ? ` (skipped: ${n
     await context.close();
   });
 
+  it('pages a long report with JavaScript, and shows every card without it', async () => {
+    const many = Array.from({ length: 250 }, (_, i) => ({ file: join(dir, `many-${String(i).padStart(3, '0')}.jpg`), width: 64, height: 48, scores: syntheticScores(names, i + 100) }));
+    const long = join(dir, 'long.html');
+    await writeReport(long, { header: { ...headerFor(names), higherBetter: { quality: true, noisiness: false } }, rows: many }, { thumbnails: false });
+    const page = await browser.newPage();
+    const seen = watchPage(page);
+    await page.goto(`file://${long}`);
+    const visible = () => page.locator('article.card:visible').count();
+    const firstName = () => page.locator('article.card:visible').first().locator('h3.name').textContent();
+    expect(await visible()).toBe(100);
+    expect(await page.locator('#page').textContent()).toBe('1–100 of 250');
+    expect(await page.locator('#prev').isDisabled()).toBe(true);
+    await page.click('#next');
+    await page.click('#next');
+    expect(await page.locator('#page').textContent()).toBe('201–250 of 250');
+    expect(await visible()).toBe(50);
+    expect(await page.locator('#next').isDisabled()).toBe(true);
+    expect(await page.locator('article.card:visible .rank').first().textContent()).toBe('#201');
+    // Sorting and filtering work over every card, not the page shown, and start again at page 1.
+    await page.selectOption('#sort-key', { label: 'sharpness' });
+    expect(await page.locator('#page').textContent()).toBe('1–100 of 250');
+    expect(await firstName()).toBe(base(many.reduce((a, b) => (b.scores.sharpness! > a.scores.sharpness! ? b : a)).file));
+    await page.fill('#filter', 'many-24');
+    expect(await visible()).toBe(10);
+    expect(await page.locator('#shown').textContent()).toBe('10 of 250 shown');
+    await page.fill('#filter', '');
+    await page.selectOption('#per-page', 'all');
+    expect(await visible()).toBe(250);
+    // Which way a score points, from the run: an arrow by its name.
+    await page.selectOption('#sort-key', { label: 'noisiness ↓' });
+    expect(await page.locator('article.card').first().locator('.main-name').textContent()).toBe('noisiness ↓');
+    expect(seen.pageErrors).toEqual([]);
+    expect(seen.consoleErrors).toEqual([]);
+    await page.close();
+
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    const still = await context.newPage();
+    await still.goto(`file://${long}`);
+    expect(await still.locator('article.card').count()).toBe(250);
+    expect(await still.locator('article.card:visible').count()).toBe(250);
+    await context.close();
+  });
+
   it('runs radar.ts unchanged in the browser, drawing what Node draws', async () => {
     const source = readFileSync(join(repoRoot, 'src', 'report', 'radar.ts'), 'utf8');
     const js = ts.transpileModule(source, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022 } }).outputText;
@@ -568,8 +622,9 @@ describe('report end to end with the fixture model', () => {
       const order = [...ok].sort((a, b) => b.scores.quality! - a.scores.quality!);
       expect(cards(html).map((c) => unescape(c.name))).toEqual(order.map((r) => r.file.toLowerCase()));
       cards(html).forEach((c, i) => c.scores.forEach((v, j) => expect(v).toBeCloseTo(order[i]!.scores[header.names[j]!]!, 6)));
-      expect(html.match(/<circle class="radar-point/g)).toHaveLength(36);
-      expect(html.match(/<img src="data:image\/jpeg;base64,/g)).toHaveLength(3);
+      expect(html.match(/<path class="radar-dots/g)).toHaveLength(6);
+      expect([...html.matchAll(/<path class="radar-dots[^"]*" d="([^"]*)"/g)].flatMap((m) => m[1]!.match(/h0/g))).toHaveLength(36);
+      expect(html.match(/<img src="data:image\/webp;base64,/g)).toHaveLength(3);
       expect(html).toContain(escapeMarkup(model));
       expect(html).toMatch(/<code>E_NOT_FOUND<\/code>|<code>E_IMAGE<\/code>/);
     } finally {
@@ -592,8 +647,30 @@ describe('report end to end with the fixture model', () => {
     const doc = JSON.parse(readFileSync(json, 'utf8')) as { images: { file: string; scores: Record<string, number> }[] };
     const html = readFileSync(target, 'utf8');
     expect(cards(html).map((c) => unescape(c.name))).toEqual(doc.images.map((r) => r.file.toLowerCase()));
-    expect(html).toMatch(/<span class="main-name"><bdi>sharpness<\/bdi><\/span>/);
+    // The run records which way each score points: sharper is better.
+    expect(html).toMatch(/<span class="main-name"><bdi>sharpness<\/bdi> ↑<\/span>/);
+    expect(html).toContain('<section class="run" id="run"');
     expect(html.match(/<svg class="radar"/g)).toHaveLength(3);
     expect(html).toMatch(/<span class="bar-name"><bdi>warm<\/bdi>/);
+  });
+
+  it('is made again by `clip-iqa report` from saved JSONL, without scoring, as `--report` made it', async () => {
+    const { main } = await import('../src/cli/main.js');
+    const jsonl = join(dir, 'saved.jsonl');
+    const direct = join(dir, 'direct.html');
+    const rebuilt = join(dir, 'rebuilt.html');
+    const before = process.exitCode;
+    try {
+      const missing = join(dir, 'missing.png');
+      expect(await main(['node', 'clip-iqa', 'score', '-q', '-m', model, '--vocab', VOCAB, '-a', 'look,feel', '-f', 'jsonl', '-o', jsonl, '--report', direct, ...images, missing])).toBe(1);
+      expect(await main(['node', 'clip-iqa', 'report', '-q', jsonl, '-o', rebuilt])).toBe(0);
+    } finally {
+      process.exitCode = before;
+    }
+    const [a, b] = [readFileSync(direct, 'utf8'), readFileSync(rebuilt, 'utf8')];
+    expect(cards(b)).toEqual(cards(a));
+    expect(b.match(/<img src="data:image\/webp;base64,/g)).toHaveLength(3);
+    expect(b.match(/<svg class="radar"/g)).toHaveLength(3);
+    expect(b).toMatch(/<code>E_NOT_FOUND<\/code>/);
   });
 });

@@ -8,6 +8,7 @@ import { PACKAGE } from '../util/package.js';
 import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
+import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
 import { serveCommand } from './serve.js';
 
@@ -22,6 +23,7 @@ export function createProgram(): Command {
   embedCommand(program);
   promptsCommand(program);
   modelsCommand(program);
+  reportCommand(program);
   serveCommand(program);
   return program;
 }

@@ -6,7 +6,7 @@ import type { HubOptions } from '../hub/settings.js';
 import { ALPHA_MODES, type DecodeOptions, ICC_MODES, ORIENTATION_MODES, type ResizePolicy } from '../image/decode.js';
 import type { NoisinessPolarity } from '../iqa/prompts.js';
 import { POSITIONAL_MODES, type PositionalMode } from '../model/types.js';
-import { PRECISIONS, type Precision } from '../runtime/options.js';
+import { DEVICES, type Device, PRECISIONS, type Precision } from '../runtime/options.js';
 import { isImageName } from './inputs.js';
 
 export interface ModelFlags {
@@ -16,6 +16,7 @@ export interface ModelFlags {
   positional?: PositionalMode;
   noisiness?: NoisinessPolarity;
   threads?: number;
+  device?: Device;
   precision?: Precision;
   resize?: ResizePolicy;
   orientation?: DecodeOptions['orientation'];
@@ -76,6 +77,7 @@ export function addModelOptions(cmd: Command): Command {
     .addOption(new Option('--positional <mode>', 'positional embedding of the image tower').choices(POSITIONAL_MODES).default('none'))
     .addOption(new Option('--noisiness <polarity>', 'noisy: higher = noisier (official); clean: higher = cleaner (torchmetrics)').choices(['noisy', 'clean']).default('noisy'))
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', positiveInt('--threads'))
+    .addOption(new Option('--device <device>', 'where the model runs: cpu, or a GPU through onnxruntime (cuda on Linux x64, coreml on macOS, dml on Windows)').choices(DEVICES).default('cpu'))
     .addOption(new Option('--precision <precision>', 'image tower arithmetic: float32 (reference-exact) or int8 (faster, slightly different features)').choices(PRECISIONS).default('float32'))
     .option('--resize <policy>', 'resize before scoring: short:N, max:N (default: native resolution, as the paper)', parseResize)
     .addOption(new Option('--orientation <mode>', 'apply the EXIF orientation tag (exif) or not (ignore, as the Python references)').choices(ORIENTATION_MODES).default('exif'))
@@ -117,7 +119,7 @@ export function clipIqaOptions(flags: ModelFlags): ClipIqaOptions {
     noisiness: flags.noisiness,
     decode: decodeOptions(flags),
     precision: flags.precision,
-    runtime: flags.threads ? { threads: flags.threads } : {},
+    runtime: { ...(flags.threads ? { threads: flags.threads } : {}), ...(flags.device ? { device: flags.device } : {}) },
     hub: hubOptions(flags),
   };
 }

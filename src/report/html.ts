@@ -1,25 +1,29 @@
 /**
- * `clip-iqa score --report out.html`: one self-contained HTML page of a run, to look at rather than read.
+ * The HTML report of a run (`clip-iqa score --report`, `clip-iqa report`): one self-contained page, to look at
+ * rather than read.
  *
- * - Self-contained and offline: inline CSS, SVG and one small script; thumbnails are `data:` JPEGs. A Content
+ * - Self-contained and offline: inline CSS, SVG and one small script; thumbnails are `data:` WebP images. A Content
  *   Security Policy in the page forbids every fetch (`default-src 'none'`, images only from `data:`), and the
  *   script runs by its hash alone, so even a file name that slipped past escaping could not run code.
- * - Works without JavaScript: every card, chart and table is in the HTML, in score order. The script only adds
- *   re-sorting by any score and filtering by name.
+ * - Works without JavaScript: every card, chart and table is in the HTML, in score order. The script adds
+ *   re-sorting by any score, filtering by name, and pages of 100 cards.
  * - Scales to thousands of images: the page is streamed to its file card by card while a bounded window of
- *   thumbnails is made (smaller ones beyond 1000 images), and in long reports cards use
- *   `content-visibility: auto`, so the browser lays out only what is on screen.
+ *   thumbnails is made (smaller ones beyond 1000 images). Cards are lean: the radar's grid, spokes and labels are
+ *   drawn once and shown through `<use>`, a chart holds only its values. With JavaScript only the page shown is in
+ *   the document; without, cards off screen are not laid out (`content-visibility: auto`). scripts/bench-report.ts
+ *   measures it.
  * - Written atomically: a temporary file beside the target, renamed over it once complete.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { type ImageRow, type RunHeader, sortRows } from '../cli/output.js';
 import { checkWritableFile, outputError } from '../util/output-file.js';
 import { ClipIqaError, errorMessage } from '../errors.js';
 import { ATTRIBUTES, type AttributeGroup } from '../iqa/prompts.js';
-import { escapeMarkup as esc, type RadarAxis, radarSvg } from './radar.js';
-import { type NoThumbnail, type ThumbnailOptions, type ThumbnailResult, isThumbnail, thumbnailsInOrder } from './thumbnails.js';
+import { RADAR_CSS, escapeMarkup as esc, type RadarAxis, radarBackground, radarSvg } from './radar.js';
+import { type NoThumbnail, type ThumbnailOptions, type ThumbnailResult, type ThumbnailSource, isThumbnail, thumbnailsInOrder } from './thumbnails.js';
 
 export interface ReportInput {
   readonly header: RunHeader;
@@ -42,6 +46,15 @@ export interface ReportOptions {
   readonly concurrency?: number;
   /** Directory relative file names are resolved against; default the working directory. */
   readonly cwd?: string;
+  /** Further directories a relative file name is looked up in when it is not found under `cwd` (in order). */
+  readonly alsoIn?: readonly string[];
+  /**
+   * Fetches the bytes of an `http(s)://` image for its thumbnail. Default: none, and such images get a
+   * placeholder that says they were not fetched (a report never reaches the network unless asked).
+   */
+  readonly fetchUrl?: (url: string) => Promise<Uint8Array>;
+  /** Called as each card is written (with its thumbnail), e.g. for a progress bar. */
+  readonly onCard?: (done: number, total: number) => void;
   /** `false` leaves out thumbnails altogether (placeholders), e.g. when the images are not at hand. */
   readonly thumbnails?: boolean;
 }
@@ -69,6 +82,8 @@ interface ScoreInfo {
   readonly description?: string;
   /** One line on what high and low mean, for cards: "1 = noisy · 0 = clean". */
   readonly hint: string;
+  /** Which way is better, when the run recorded it: true when higher is. */
+  readonly higherBetter?: boolean;
 }
 
 const KIND_LABEL: Record<ScoreInfo['kind'], string> = {
@@ -84,26 +99,37 @@ const KIND_LABEL: Record<ScoreInfo['kind'], string> = {
 const promptWord = (prompt: string): string => prompt.replace(/\s+(photo|image)\.?$/i, '').replace(/\.$/, '').trim().toLowerCase() || prompt;
 
 function describeScores(header: RunHeader): ScoreInfo[] {
-  return header.names.map((name): ScoreInfo => {
-    const p = header.prompts[name];
-    if (typeof p === 'string' || p === undefined) {
-      return { name, kind: 'other', pairs: [], description: p ?? '', hint: p ?? '' };
-    }
-    if (p.length > 0 && p.every((x) => Array.isArray(x))) {
-      const pairs = (p as readonly (readonly string[])[]).map((x) => [x[0] ?? '', x[1] ?? ''] as const);
-      return { name, kind: 'ensemble', pairs, hint: `mean of ${pairs.length} prompt pairs` };
-    }
-    const [positive = '', negative = ''] = p as readonly string[];
-    // A paper attribute counts as such only with its own prompts (either way round: --noisiness clean flips it);
-    // a custom pair that merely reuses the name is the user's own.
-    const attr = ATTRIBUTES.find((a) => a.name === name && ((a.positive === positive && a.negative === negative) || (a.positive === negative && a.negative === positive)));
-    return {
-      name,
-      kind: attr ? attr.group : 'custom',
-      pairs: [[positive, negative]],
-      hint: `1 = ${promptWord(positive)} · 0 = ${promptWord(negative)}`,
-    };
-  });
+  return header.names.map((name) => ({ ...describeScore(header, name), higherBetter: header.higherBetter?.[name] }));
+}
+
+function describeScore(header: RunHeader, name: string): ScoreInfo {
+  const p = header.prompts[name];
+  if (typeof p === 'string' || p === undefined) {
+    return { name, kind: 'other', pairs: [], description: p ?? '', hint: p ?? '' };
+  }
+  if (p.length > 0 && p.every((x) => Array.isArray(x))) {
+    const pairs = (p as readonly (readonly string[])[]).map((x) => [x[0] ?? '', x[1] ?? ''] as const);
+    return { name, kind: 'ensemble', pairs, hint: `mean of ${pairs.length} prompt pairs` };
+  }
+  const [positive = '', negative = ''] = p as readonly string[];
+  // A paper attribute counts as such only with its own prompts (either way round: --noisiness clean flips it);
+  // a custom pair that merely reuses the name is the user's own.
+  const attr = ATTRIBUTES.find((a) => a.name === name && ((a.positive === positive && a.negative === negative) || (a.positive === negative && a.negative === positive)));
+  return {
+    name,
+    kind: attr ? attr.group : 'custom',
+    pairs: [[positive, negative]],
+    hint: `1 = ${promptWord(positive)} · 0 = ${promptWord(negative)}`,
+  };
+}
+
+/** " ↑" or " ↓" after a score name when the run says which way is better; "" when it does not. */
+const arrowText = (s: ScoreInfo): string => (s.higherBetter === undefined ? '' : s.higherBetter ? ' ↑' : ' ↓');
+
+function arrowHtml(s: ScoreInfo): string {
+  if (s.higherBetter === undefined) return '';
+  const [arrow, what] = s.higherBetter ? ['↑', 'higher is better'] : ['↓', 'lower is better'];
+  return ` <span class="arrow" title="${what}" aria-label="${what}">${arrow}</span>`;
 }
 
 /** The radar's axes: the paper's look and feel attributes this run has, in the paper's order (comparable across runs). */
@@ -208,13 +234,16 @@ function headerHtml(page: Page): string {
     ['Scored', `${scored.length}`],
     ['Failed', failed.length > 0 ? `<a href="#failed">${failed.length}</a>` : '0'],
   ];
+  const version = input.header.run?.version;
+  if (typeof version === 'string') facts.push(['clip-iqa', esc(version)]);
   if (input.seconds !== undefined) facts.push(['Run time', `${input.seconds.toFixed(1)} s`]);
   if (folder) facts.push(['Folder', `<bdi>${esc(folder)}</bdi>`]);
   facts.push(['Scores', `<a href="#scores">${page.scores.length}, prompts below</a>`]);
+  if (input.header.run) facts.push(['Run', '<a href="#run">details below</a>']);
   const sorted = key === undefined ? '' : ` Cards are ordered by <b>${esc(key)}</b>, highest first.`;
   return `<header class="page-head">
 <h1>${esc(page.title)}</h1>
-<p class="lede">${scored.length} ${scored.length === 1 ? 'image' : 'images'} scored by CLIP-IQA${failed.length > 0 ? `, <a href="#failed">${failed.length} failed</a>` : ''}. Each score is the probability CLIP gives the first prompt of a pair over the second: near 1 the image is closer to the first prompt.${sorted}</p>
+<p class="lede">${scored.length} ${scored.length === 1 ? 'image' : 'images'} scored by CLIP-IQA${failed.length > 0 ? `, <a href="#failed">${failed.length} failed</a>` : ''}. Each score is the probability CLIP gives the first prompt of a pair over the second: near 1 the image is closer to the first prompt.${sorted}${page.scores.some((x) => x.higherBetter !== undefined) ? ' ↑ marks a score where higher is better, ↓ one where lower is.' : ''}</p>
 <dl class="facts">${facts.map(([k, v]) => `<div><dt>${k}</dt><dd>${v}</dd></div>`).join('')}</dl>
 </header>
 `;
@@ -229,7 +258,7 @@ function scoresTableHtml(page: Page): string {
           ? `<td colspan="2">${esc(s.description ?? '')}</td>`
           : `<td>${s.pairs.map((p) => esc(p[0])).join('<br>')}</td><td>${s.pairs.map((p) => esc(p[1])).join('<br>')}</td>`;
       return (
-        `<tr><th scope="row"><bdi>${esc(s.name)}</bdi></th><td><span class="kind kind-${s.kind}">${KIND_LABEL[s.kind]}</span></td>${prompts}` +
+        `<tr><th scope="row"><bdi>${esc(s.name)}</bdi>${arrowHtml(s)}</th><td><span class="kind kind-${s.kind}">${KIND_LABEL[s.kind]}</span></td>${prompts}` +
         `<td class="num">${fmt(st?.mean)}</td><td class="num">${fmt(st?.min)}</td><td class="num">${fmt(st?.max)}</td></tr>`
       );
     })
@@ -263,7 +292,7 @@ function thumbHtml(base: string, thumb: ThumbnailResult): string {
     return `<div class="thumb"><img src="${thumb.uri}" width="${thumb.width}" height="${thumb.height}" alt="${esc(`Thumbnail of ${base}`)}" decoding="async" loading="lazy"></div>`;
   }
   return (
-    `<div class="thumb placeholder" role="img" aria-label="${esc(`No preview of ${base}: ${thumb.reason}`)}" title="${esc(thumb.reason)}">` +
+    `<div class="thumb placeholder" role="img" aria-label="${esc(`No preview of ${base}: ${thumb.reason.replace(/^no preview: /, '')}`)}" title="${esc(thumb.reason)}">` +
     `<svg viewBox="0 0 24 24" width="40" height="40" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.5" stroke-linecap="round" stroke-linejoin="round">` +
     `<rect x="3" y="4" width="18" height="16" rx="2"/><circle cx="9" cy="10" r="1.8"/><path d="M4 18l5-5 4 4 3-3 4 4"/><path d="M3 3l18 18"/></svg>` +
     `<span>no preview</span></div>`
@@ -282,22 +311,23 @@ function cardHtml(page: Page, row: ScoredRow, rank: number, thumb: ThumbnailResu
   const mainHtml =
     key === undefined
       ? ''
-      : `<div class="main"><span class="main-value">${fmt(main)}</span><span class="main-text"><span class="main-name"><bdi>${esc(key)}</bdi></span>` +
+      : `<div class="main"><span class="main-value">${fmt(main)}</span><span class="main-text"><span class="main-name"><bdi>${esc(key)}</bdi>${esc(arrowText(byName.get(key)!))}</span>` +
         `<span class="main-hint">${esc(byName.get(key)!.hint)}</span></span><span class="meter" style="--v:${meterValue(main)}"></span></div>`;
   let radar = '';
   if (page.radar.length > 0) {
     const axes = page.radar.map((name): RadarAxis => ({ name, value: row.scores[name] ?? NaN, group: byName.get(name)!.kind, hint: byName.get(name)!.hint }));
     const title = `Look and feel of ${base}: ${page.radar.map((n) => `${n} ${fmt(row.scores[n])}`).join(', ')}`;
-    // The numbers behind the chart, for print and for readers who want them; folded to keep cards short.
-    const list = page.radar.map((n) => `<div><dt>${esc(n)}</dt><dd>${fmt(row.scores[n])}</dd></div>`).join('');
-    radar = `${radarSvg(axes, { title })}<details class="values"><summary>${page.radar.length} values</summary><dl>${list}</dl></details>`;
+    // The numbers behind the chart, for print and for readers who want them; folded to keep cards short. One line
+    // of text each rather than elements: a thousand cards of a dozen elements less each is what keeps a page light.
+    const list = page.radar.map((n) => `${esc(n)} ${fmt(row.scores[n])}`).join('\n');
+    radar = `${radarSvg(axes, { title, background: RADAR_BACKGROUND })}<details class="values"><summary>${page.radar.length} values</summary><p>${list}</p></details>`;
   }
   const others = page.scores.filter((s) => !page.radar.includes(s.name));
   const bars = others.length
     ? `<ul class="bars">${others
         .map(
           (s) =>
-            `<li title="${esc(`${s.name}: ${s.hint}`)}"><span class="bar-name"><bdi>${esc(s.name)}</bdi></span><span class="meter" style="--v:${meterValue(row.scores[s.name])}"></span><span class="bar-value">${fmt(row.scores[s.name])}</span></li>`,
+            `<li title="${esc(`${s.name}: ${s.hint}`)}"><span class="bar-name"><bdi>${esc(s.name)}</bdi>${esc(arrowText(s))}</span><span class="meter" style="--v:${meterValue(row.scores[s.name])}"></span><span class="bar-value">${fmt(row.scores[s.name])}</span></li>`,
         )
         .join('')}</ul>`
     : '';
@@ -310,6 +340,33 @@ ${mainHtml}
 ${radar}${bars}
 </div>
 </article>
+`;
+}
+
+/** Run metadata as rows of dotted keys (`decode.orientation`) and plain values. */
+function flattenRun(value: unknown, prefix: string, out: [string, string][]): [string, string][] {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const entries = Object.entries(value);
+    if (entries.length === 0 && prefix) out.push([prefix, '—']);
+    for (const [k, v] of entries) flattenRun(v, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out.push([prefix, value === null || value === undefined ? '—' : typeof value === 'string' ? value : JSON.stringify(value)]);
+  }
+  return out;
+}
+
+function runHtml(run: unknown): string {
+  if (!run) return '';
+  const rows = flattenRun(run, '', [])
+    .map(([k, v]) => `<tr><th scope="row"><bdi>${esc(k)}</bdi></th><td><bdi>${esc(v)}</bdi></td></tr>`)
+    .join('\n');
+  return `<section class="run" id="run" aria-labelledby="run-title">
+<h2 id="run-title">Run</h2>
+<div class="table-wrap"><table>
+<tbody>
+${rows}
+</tbody></table></div>
+</section>
 `;
 }
 
@@ -330,14 +387,29 @@ ${rows}
 
 /** Options of the re-sort menu: every score, then the file name. Values are indexes into `data-scores`. */
 function controlsHtml(scores: readonly ScoreInfo[], key: string | undefined, count: number): string {
-  const options = scores.map((s, i) => `<option value="${i}"${s.name === key ? ' selected' : ''}>${esc(s.name)}</option>`).join('');
+  const options = scores.map((s, i) => `<option value="${i}"${s.name === key ? ' selected' : ''}>${esc(s.name + arrowText(s))}</option>`).join('');
+  const sizes = PAGE_SIZES.map((n) => `<option value="${n}"${n === PAGE_SIZE ? ' selected' : ''}>${n}</option>`).join('');
+  // The pager exists only where there is more than a page; the script shows it (and the form) when it runs.
+  const pager =
+    count > PAGE_SIZE
+      ? `<span class="pager" role="group" aria-label="Pages"><button type="button" id="prev">‹ Previous</button><output id="page" aria-live="polite"></output>` +
+        `<button type="button" id="next">Next ›</button><label>Per page <select id="per-page">${sizes}<option value="all">all</option></select></label></span>`
+      : '';
   return `<form class="controls" id="controls" hidden role="search" aria-label="Sort and filter images">
 <label>Sort by <select id="sort-key">${options}<option value="name">file name</option></select></label>
 <label>Order <select id="sort-dir"><option value="desc">highest first</option><option value="asc">lowest first</option></select></label>
 <label class="filter">Filter <input id="filter" type="search" placeholder="file name contains…" autocomplete="off"></label>
-<output id="shown" aria-live="polite">${count} shown</output>
+<output id="shown" aria-live="polite">${count} shown</output>${pager}
 </form>`;
 }
+
+/**
+ * Cards a page shows when the script runs, and the choices offered. Without JavaScript every card is in the page;
+ * with it, one page at a time is displayed, so that re-sorting, filtering and scrolling lay out and paint a hundred
+ * cards rather than thousands (measured by scripts/bench-report.ts; see the README).
+ */
+const PAGE_SIZE = 100;
+const PAGE_SIZES = [50, 100, 250, 500] as const;
 
 // Static: data reaches it through data- attributes, never through the script text, so its CSP hash is fixed and
 // nothing a user controls is ever parsed as code.
@@ -346,22 +418,78 @@ const SCRIPT = `(() => {
   const grid = document.getElementById('cards');
   const form = document.getElementById('controls');
   if (!grid || !form) return;
+  const $ = (id) => document.getElementById(id);
   const names = JSON.parse(grid.dataset.names);
+  const arrows = JSON.parse(grid.dataset.arrows);
   const hints = JSON.parse(grid.dataset.hints);
   const cards = Array.from(grid.querySelectorAll('.card'));
   const values = new Map(cards.map((c) => [c, c.dataset.scores.split(' ').map(Number)]));
-  const key = document.getElementById('sort-key');
-  const dir = document.getElementById('sort-dir');
-  const filter = document.getElementById('filter');
-  const shown = document.getElementById('shown');
+  const key = $('sort-key');
+  const dir = $('sort-dir');
+  const filter = $('filter');
+  const shown = $('shown');
+  const perPage = $('per-page');
+  const prev = $('prev');
+  const next = $('next');
+  const pageOut = $('page');
   const fmt = (v) => (Number.isFinite(v) ? v.toFixed(3) : '\\u2014');
   const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+  // Only the cards of the page shown are in the document: the rest wait here, so that sorting, filtering and
+  // scrolling cost what a page costs, however long the report. Ranks and main scores are brought up to date as a
+  // card is shown.
+  let order = cards;
+  let matching = cards;
+  let page = 0;
+  let main = key.value === 'name' ? -1 : Number(key.value);
+  const rank = new Map(cards.map((c, n) => [c, n + 1]));
+  const state = new Map(cards.map((c) => [c, { rank: rank.get(c), main }]));
   form.hidden = false;
   form.addEventListener('submit', (e) => e.preventDefault());
+  const size = () => (!perPage || perPage.value === 'all' ? Infinity : Number(perPage.value));
+  function refresh(c) {
+    const s = state.get(c);
+    if (s.rank !== rank.get(c)) {
+      s.rank = rank.get(c);
+      c.querySelector('.rank').textContent = '#' + s.rank;
+    }
+    const box = c.querySelector('.main');
+    if (s.main === main || main < 0 || !box) return;
+    s.main = main;
+    const x = values.get(c)[main];
+    const name = document.createElement('bdi');
+    name.textContent = names[main];
+    box.querySelector('.main-value').textContent = fmt(x);
+    box.querySelector('.main-name').replaceChildren(name, arrows[main]);
+    box.querySelector('.main-hint').textContent = hints[main];
+    box.querySelector('.meter').style.setProperty('--v', Number.isFinite(x) ? String(Math.min(1, Math.max(0, x))) : '0');
+  }
+  function render() {
+    const n = size();
+    const pages = Math.max(1, Math.ceil(matching.length / n));
+    page = Math.min(Math.max(page, 0), pages - 1);
+    const from = Number.isFinite(n) ? page * n : 0;
+    const to = Math.min(matching.length, from + n);
+    const list = matching.slice(from, to);
+    list.forEach(refresh);
+    // Typing in the filter often leaves the page as it is: then the document is not touched.
+    const now = grid.children;
+    if (now.length !== list.length || list.some((c, i) => now[i] !== c)) grid.replaceChildren(...list);
+    if (pageOut) {
+      pageOut.textContent = matching.length === 0 ? 'none' : (from + 1) + '\\u2013' + to + ' of ' + matching.length;
+      prev.disabled = page === 0;
+      next.disabled = page >= pages - 1;
+    }
+    shown.textContent = matching.length === cards.length ? cards.length + ' shown' : matching.length + ' of ' + cards.length + ' shown';
+  }
+  function turn(by) {
+    page += by;
+    render();
+    $('images').scrollIntoView();
+  }
   function sort() {
     const k = key.value;
     const sign = dir.value === 'asc' ? 1 : -1;
-    const order = cards.slice();
+    order = cards.slice();
     if (k === 'name') {
       order.sort((a, b) => sign * collator.compare(a.dataset.name, b.dataset.name));
     } else {
@@ -369,41 +497,37 @@ const SCRIPT = `(() => {
       const v = (c) => values.get(c)[i];
       // Missing values last whichever the direction; ties keep the report's order.
       order.sort((a, b) => (Number.isNaN(v(a)) - Number.isNaN(v(b))) || sign * (v(a) - v(b)) || 0);
-      for (const c of cards) {
-        const main = c.querySelector('.main');
-        if (!main) continue;
-        const x = v(c);
-        main.querySelector('.main-value').textContent = fmt(x);
-        main.querySelector('.main-name').textContent = names[i];
-        main.querySelector('.main-hint').textContent = hints[i];
-        main.querySelector('.meter').style.setProperty('--v', Number.isFinite(x) ? String(Math.min(1, Math.max(0, x))) : '0');
-      }
+      main = i;
     }
-    const frag = document.createDocumentFragment();
-    order.forEach((c, n) => {
-      c.querySelector('.rank').textContent = '#' + (n + 1);
-      frag.appendChild(c);
-    });
-    grid.appendChild(frag);
+    order.forEach((c, n) => rank.set(c, n + 1));
+    applyFilter();
   }
   function applyFilter() {
     const q = filter.value.trim().toLowerCase();
-    let n = 0;
-    for (const c of cards) {
-      const hide = q !== '' && !c.dataset.name.includes(q);
-      c.hidden = hide;
-      if (!hide) n++;
-    }
-    shown.textContent = n === cards.length ? n + ' shown' : n + ' of ' + cards.length + ' shown';
+    matching = q === '' ? order : order.filter((c) => c.dataset.name.includes(q));
+    page = 0;
+    render();
   }
   key.addEventListener('change', sort);
   dir.addEventListener('change', sort);
   filter.addEventListener('input', applyFilter);
+  if (perPage) {
+    perPage.addEventListener('change', () => {
+      page = 0;
+      render();
+    });
+    prev.addEventListener('click', () => turn(-1));
+    next.addEventListener('click', () => turn(1));
+  }
+  render();
 })();`;
 
 const SCRIPT_HASH = `sha256-${createHash('sha256').update(SCRIPT).digest('base64')}`;
 
-/** Beyond this many cards thumbnails default to 160 px instead of 240 px: about half the bytes (~6 KB a card). */
+/** The id of the radar background every card's chart shows. */
+const RADAR_BACKGROUND = 'radar-axes';
+
+/** Beyond this many cards thumbnails default to 160 px instead of 240 px: about half the bytes (~3 KB a card). */
 const SMALL_THUMBNAILS_FROM = 1000;
 
 /** From this many cards on, cards off screen are not laid out (`content-visibility: auto`). */
@@ -476,11 +600,17 @@ h2 .sub{font-weight:400;color:var(--muted)}
 .radar-label{fill:var(--muted)}
 .radar-label.radar-look,.radar-point.radar-look{fill:var(--look)}
 .radar-label.radar-feel,.radar-point.radar-feel{fill:var(--feel)}
+.radar-dots.radar-look{stroke:var(--look)}.radar-dots.radar-feel{stroke:var(--feel)}
+${RADAR_CSS}
 .values{font-size:.8rem;color:var(--muted)}
 .values summary{cursor:pointer;width:max-content}
-.values dl{display:grid;grid-template-columns:repeat(2,1fr);gap:2px 14px;margin:6px 0 0}
-.values dl div{display:flex;justify-content:space-between;gap:6px}
-.values dd{margin:0;color:var(--text)}
+.values p{white-space:pre-line;columns:2;column-gap:14px;margin:6px 0 0;color:var(--text)}
+.arrow{color:var(--muted);font-weight:400}
+.pager{display:flex;flex-wrap:wrap;align-items:center;gap:8px;margin-left:auto}
+.pager button{font:inherit;font-size:.85rem;color:var(--text);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:3px 10px;cursor:pointer}
+.pager button:disabled{opacity:.45;cursor:default}
+.run th{font-weight:600;white-space:nowrap}
+.run td{overflow-wrap:anywhere}
 .bars{list-style:none;margin:0;padding:8px 0 0;border-top:1px solid var(--line);display:grid;gap:5px}
 .bars li{display:grid;grid-template-columns:minmax(0,9em) 1fr 3.4em;align-items:center;gap:8px;font-size:.82rem}
 .bar-name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:var(--muted)}
@@ -554,29 +684,52 @@ ${headerHtml(page)}<main>
     yield controlsHtml(scores, key, scored.length);
     const names = esc(JSON.stringify(scores.map((s) => s.name)));
     const hints = esc(JSON.stringify(scores.map((s) => s.hint)));
+    const arrows = esc(JSON.stringify(scores.map(arrowText)));
     // Below a screenful or two, skipping off-screen layout gains nothing and only blanks full-page screenshots.
     const lazy = scored.length > LAZY_FROM ? ' lazy' : '';
-    yield `<div class="grid${lazy}" id="cards" data-names="${names}" data-hints="${hints}">\n`;
-    const cwd = options.cwd ?? process.cwd();
-    const sources = scored.map((r): string | NoThumbnail =>
-      options.thumbnails === false ? { reason: 'thumbnails were not made' } : r.file === '-' ? { reason: 'read from standard input' } : resolve(cwd, r.file),
-    );
+    // The radar's grid, spokes and labels, once for all cards.
+    if (page.radar.length > 0) {
+      yield `${radarBackground(
+        page.radar.map((n) => ({ name: n, group: page.byName.get(n)!.kind })),
+        RADAR_BACKGROUND,
+      )}\n`;
+    }
+    yield `<div class="grid${lazy}" id="cards" data-names="${names}" data-arrows="${arrows}" data-hints="${hints}">\n`;
+    const sources = scored.map((r) => thumbnailSource(r.file, options));
     let rank = 0;
     const size = options.thumbnail?.size ?? (scored.length > SMALL_THUMBNAILS_FROM ? 160 : 240);
     for await (const thumb of thumbnailsInOrder(sources, { ...options.thumbnail, size, concurrency: options.concurrency })) {
       const row = scored[rank]!;
       yield cardHtml(page, row, ++rank, thumb);
+      options.onCard?.(rank, scored.length);
     }
     yield `</div>\n`;
   }
   yield `</section>
-${scoresTableHtml(page)}${failuresHtml(page.failed)}</main>
+${scoresTableHtml(page)}${failuresHtml(page.failed)}${runHtml(input.header.run)}</main>
 <footer>Made by clip-iqa. CLIP-IQA: J. Wang, K. C. K. Chan, C. C. Loy, “Exploring CLIP for Assessing the Look and Feel of Images”, AAAI 2023.</footer>
 </div>
 <script>${SCRIPT}</script>
 </body>
 </html>
 `;
+}
+
+const isUrl = (file: string): boolean => /^https?:\/\//i.test(file);
+
+/** Where a card's thumbnail comes from, or why it has none. */
+function thumbnailSource(file: string, options: ReportOptions): ThumbnailSource | NoThumbnail {
+  if (options.thumbnails === false) return { reason: 'thumbnails were not made' };
+  if (file === '-') return { reason: 'read from standard input' };
+  if (isUrl(file)) {
+    const fetchUrl = options.fetchUrl;
+    return fetchUrl ? () => fetchUrl(file) : { reason: 'a URL, not fetched (clip-iqa report --fetch-urls fetches it)' };
+  }
+  const cwd = options.cwd ?? process.cwd();
+  const first = resolve(cwd, file);
+  if (!options.alsoIn?.length || isAbsolute(file) || existsSync(first)) return first;
+  const found = options.alsoIn.map((dir) => resolve(dir, file)).find((p) => existsSync(p));
+  return found ?? { reason: `no preview: no such file ${file} (looked for in ${[cwd, ...options.alsoIn].join(' and ')})` };
 }
 
 /** The whole page as one string (tests, or callers that serve it rather than write it). */
@@ -601,7 +754,7 @@ export async function writeReport(path: string, input: ReportInput, options: Rep
   await checkReportPath(path);
   const target = resolve(path);
   const cwd = options.cwd ?? process.cwd();
-  if (input.rows.some((r) => r.file !== '-' && resolve(cwd, r.file) === target)) {
+  if (input.rows.some((r) => r.file !== '-' && !isUrl(r.file) && resolve(cwd, r.file) === target)) {
     throw writeError(path, 'that is one of the images of this run; choose another file name');
   }
   const temp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);

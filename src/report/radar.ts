@@ -36,6 +36,12 @@ export interface RadarOptions {
   readonly className?: string;
   /** Decimals of values in titles; default 3. */
   readonly digits?: number;
+  /**
+   * The id of a shared background made by `radarBackground` for the same axis names: the chart then holds only its
+   * title, its area and its points (no grid, spokes, labels or per-point titles) and takes its look from
+   * `RADAR_CSS`, so that a page of a thousand charts stays small. Default: a complete, self-styled chart.
+   */
+  readonly background?: string;
 }
 
 export interface RadarPoint {
@@ -151,6 +157,7 @@ const classPart = (s: string): string => s.toLowerCase().replace(/[^a-z0-9-]+/g,
  * overrides them. Every text is escaped.
  */
 export function radarSvg(axes: readonly RadarAxis[], options: RadarOptions = {}): string {
+  if (options.background !== undefined) return compactRadarSvg(axes, options.background, options);
   const digits = options.digits ?? 3;
   const font = options.fontSize ?? DEFAULT_FONT;
   const layout = radarLayout(
@@ -195,5 +202,75 @@ export function radarSvg(axes: readonly RadarAxis[], options: RadarOptions = {})
     `<g class="radar-points" fill="currentColor">${points}</g>` +
     `<g class="radar-labels" fill="currentColor">${labels}</g>` +
     `</svg>`
+  );
+}
+
+/** Styles of charts drawn with a shared `background` (which carry no presentation attributes of their own). */
+export const RADAR_CSS =
+  '.radar-area{fill:currentColor;fill-opacity:.22;stroke:currentColor;stroke-width:1.5;stroke-linejoin:round}' +
+  '.radar-dots{fill:none;stroke:currentColor;stroke-width:5;stroke-linecap:round}' +
+  '.radar-defs{position:absolute;width:0;height:0;overflow:hidden}';
+
+/**
+ * What every chart of these axes shares: grid rings, spokes and labels, as an `<svg>` holding a `<g id="…">` in
+ * its `<defs>`, to place once in a page; charts drawn with `{ background: id }` show it through `<use>`. Only the
+ * axes' names and groups count (values are ignored).
+ */
+export function radarBackground(axes: readonly Omit<RadarAxis, 'value'>[], id: string, options: Pick<RadarOptions, 'radius' | 'fontSize' | 'rings'> = {}): string {
+  const font = options.fontSize ?? DEFAULT_FONT;
+  const layout = radarLayout(
+    axes.map(() => 0),
+    axes.map((a) => a.name),
+    options,
+  );
+  const { cx, cy } = layout;
+  const rings = (options.rings ?? DEFAULT_RINGS)
+    .map((f) => `M${layout.axes.map((a) => `${num(cx + (a.tip.x - cx) * f)} ${num(cy + (a.tip.y - cy) * f)}`).join('L')}Z`)
+    .join('');
+  const spokes = layout.axes.map((a) => `M${num(cx)} ${num(cy)}L${num(a.tip.x)} ${num(a.tip.y)}`).join('');
+  const labels = axes
+    .map((a, i) => {
+      const l = layout.axes[i]!.label;
+      const dy = labelDy(Math.sin(layout.axes[i]!.angle));
+      const group = a.group ? ` radar-${classPart(a.group)}` : '';
+      return `<text class="radar-label${group}" x="${num(l.x)}" y="${num(l.y)}" dy="${dy}em" text-anchor="${l.anchor}">${escapeMarkup(a.name)}</text>`;
+    })
+    .join('');
+  return (
+    `<svg class="radar-defs" aria-hidden="true" focusable="false"><defs><g id="${escapeMarkup(id)}" font-size="${font}">` +
+    `<path class="radar-grid" d="${rings}" fill="none" stroke="currentColor" stroke-opacity="0.18"/>` +
+    `<path class="radar-spokes" d="${spokes}" fill="none" stroke="currentColor" stroke-opacity="0.18"/>` +
+    `<g class="radar-labels" fill="currentColor">${labels}</g>` +
+    `</g></defs></svg>`
+  );
+}
+
+/**
+ * A chart over a shared background: title, area, and the points as one path per group of zero-length round-capped
+ * segments (a dot each), a handful of elements whatever the axis count.
+ */
+function compactRadarSvg(axes: readonly RadarAxis[], background: string, options: RadarOptions): string {
+  const digits = options.digits ?? 3;
+  const layout = radarLayout(
+    axes.map((a) => a.value),
+    axes.map((a) => a.name),
+    options,
+  );
+  const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(digits) : 'no value');
+  const title = options.title ?? axes.map((a) => `${a.name} ${fmt(a.value)}`).join(', ');
+  const area = layout.axes.map((a) => `${num(a.point.x)},${num(a.point.y)}`).join(' ');
+  const groups = new Map<string, string>();
+  axes.forEach((a, i) => {
+    const p = layout.axes[i]!.point;
+    const g = a.group ? classPart(a.group) : '';
+    groups.set(g, `${groups.get(g) ?? ''}M${num(p.x)} ${num(p.y)}h0`);
+  });
+  const dots = [...groups].map(([g, d]) => `<path class="radar-dots${g ? ` radar-${g}` : ''}" d="${d}"/>`).join('');
+  const vb = layout.viewBox;
+  const cls = options.className ? ` ${escapeMarkup(options.className)}` : '';
+  return (
+    `<svg class="radar${cls}" viewBox="${num(vb.x)} ${num(vb.y)} ${num(vb.width)} ${num(vb.height)}" role="img">` +
+    `<title>${escapeMarkup(title)}</title><use href="#${escapeMarkup(background)}"/>` +
+    `<polygon class="radar-area" points="${area}"/>${dots}</svg>`
   );
 }

@@ -1,5 +1,8 @@
-import { availableParallelism } from 'node:os';
-import type { InferenceSession } from 'onnxruntime-node';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, availableParallelism, platform } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type InferenceSession, listSupportedBackends } from 'onnxruntime-node';
 import { ClipIqaError } from '../errors.js';
 
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
@@ -14,8 +17,91 @@ export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'layout
 export type Precision = 'float32' | 'int8';
 export const PRECISIONS: readonly Precision[] = ['float32', 'int8'];
 
+/**
+ * Where the graphs run: onnxruntime's execution provider. `cpu` everywhere; `cuda` on Linux x64 (NVIDIA, CUDA 12,
+ * with onnxruntime-node's CUDA binaries installed); `coreml` on macOS; `dml` (DirectML) on Windows. Operators a
+ * provider lacks fall back to the CPU.
+ */
+export type Device = 'cpu' | 'cuda' | 'coreml' | 'dml';
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'coreml', 'dml'];
+
+/** The platforms (`os.platform()/os.arch()`) whose onnxruntime-node 1.30 binaries carry each provider (its README). */
+const DEVICE_PLATFORMS: Readonly<Record<Device, readonly string[]>> = {
+  cpu: ['linux/x64', 'linux/arm64', 'darwin/x64', 'darwin/arm64', 'win32/x64', 'win32/arm64'],
+  cuda: ['linux/x64'],
+  coreml: ['darwin/x64', 'darwin/arm64'],
+  dml: ['win32/x64', 'win32/arm64'],
+};
+
+const DEVICE_NAMES: Readonly<Record<Device, string>> = { cpu: 'CPU', cuda: 'CUDA', coreml: 'CoreML', dml: 'DirectML' };
+
+/** Where onnxruntime-node keeps its native libraries for this platform (the CUDA provider's are installed there). */
+function ortBinaryDir(plat: string): string {
+  const main = createRequire(import.meta.url).resolve('onnxruntime-node');
+  return join(dirname(main), '..', 'bin', 'napi-v6', plat);
+}
+
+/** What onnxruntime-node says it can run here: provider name → whether its binaries ship in the npm package. */
+function supportedBackends(): ReadonlyMap<string, boolean> {
+  return new Map(listSupportedBackends().map((b) => [b.name, b.bundled]));
+}
+
+export interface DeviceProbe {
+  readonly platform?: string;
+  readonly backends?: ReadonlyMap<string, boolean>;
+  readonly fileExists?: (path: string) => boolean;
+}
+
+/**
+ * Throws E_DEVICE unless this machine's onnxruntime-node can use `device`, saying what to install; E_OPTION for a
+ * name that is no device. `probe` replaces the platform and the installed binaries (tests).
+ */
+export function checkDevice(device: Device | undefined, probe: DeviceProbe = {}): Device {
+  const d = device ?? 'cpu';
+  if (!DEVICES.includes(d)) {
+    throw new ClipIqaError('E_OPTION', `device must be one of ${DEVICES.join(', ')}, got "${String(device)}"`);
+  }
+  if (d === 'cpu') return d;
+  const plat = probe.platform ?? `${platform()}/${arch()}`;
+  const name = DEVICE_NAMES[d];
+  const where = DEVICE_PLATFORMS[d];
+  if (!where.includes(plat)) {
+    throw new ClipIqaError(
+      'E_DEVICE',
+      `the ${name} execution provider is not available on ${plat}: onnxruntime-node ships it for ${where.join(', ')} only; use --device cpu (runtime.device 'cpu')`,
+    );
+  }
+  const backends = probe.backends ?? supportedBackends();
+  if (!backends.has(d)) {
+    throw new ClipIqaError('E_DEVICE', `the ${name} execution provider is not in this build of onnxruntime-node (it offers ${[...backends.keys()].join(', ')}); use --device cpu`);
+  }
+  if (d === 'cuda') {
+    // Not in the npm package: onnxruntime-node's install script fetches them, unless skipped (as this project's
+    // install does: ONNXRUNTIME_NODE_INSTALL=skip, or npm 11's allowScripts).
+    const dir = ortBinaryDir(plat);
+    const missing = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'].filter((f) => !(probe.fileExists ?? existsSync)(join(dir, f)));
+    if (missing.length > 0) {
+      const script = join(dirname(dirname(dir)), '..', '..', 'script', 'install.js');
+      throw new ClipIqaError(
+        'E_DEVICE',
+        `the CUDA execution provider is not installed: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing from ${dir}. ` +
+          `onnxruntime-node's install script downloads them (NuGet package Microsoft.ML.OnnxRuntime.Gpu.Linux) unless the install skipped it; ` +
+          `run \`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script}\` with network access, and have the CUDA 12 runtime and cuDNN 9 libraries on the library path; or use --device cpu`,
+      );
+    }
+  }
+  return d;
+}
+
+/** onnxruntime's provider list for a device: the device first, the CPU for whatever it cannot run. */
+function executionProviders(device: Device): string[] {
+  return device === 'cpu' ? ['cpu'] : [device, 'cpu'];
+}
+
 /** How onnxruntime sessions are created. Every field has a default tuned for CPU inference of one model at a time. */
 export interface RuntimeOptions {
+  /** Execution provider; default 'cpu'. Checked when the model loads: E_DEVICE says what is missing. */
+  readonly device?: Device;
   /** Arithmetic of the image tower; default 'float32'. */
   readonly precision?: Precision;
   /** Intra-op threads (the threads one convolution or matrix product is split over); default `os.availableParallelism()`. */
@@ -84,7 +170,7 @@ const DEFAULT_CONFIG_ENTRIES: Readonly<Record<string, string>> = {
 /** onnxruntime session options for `options`, defaults filled in and values checked. */
 export function sessionOptions(options: RuntimeOptions = {}): InferenceSession.SessionOptions {
   return {
-    executionProviders: ['cpu'],
+    executionProviders: executionProviders(checkDevice(options.device)),
     intraOpNumThreads: positiveInteger('threads', options.threads, availableParallelism()),
     interOpNumThreads: positiveInteger('interOpThreads', options.interOpThreads, 1),
     graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
