@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { GraphBuilder } from './builder.js';
+import { int8WeightLimit } from './cpu.js';
 
 /**
  * int8 pieces of the towers, in the QDQ form onnxruntime's CPU provider turns into its integer kernels:
@@ -48,14 +48,7 @@ export interface QuantizedWeights {
  * (255·127·2 > 32767); seven-bit weights keep every pair in range, as onnxruntime's own quantiser does with
  * `reduce_range`. With AVX-512 VNNI or AVX-VNNI (vpdpbusd, int32 sums) and on ARM, the full range is used.
  */
-export const WEIGHT_LIMIT: number = (() => {
-  if (process.arch !== 'x64') return 127;
-  try {
-    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) ? 127 : 63;
-  } catch {
-    return 63; // not Linux: assume no VNNI, which is always safe
-  }
-})();
+export const WEIGHT_LIMIT: number = int8WeightLimit();
 
 /** Symmetric per-output-channel int8 quantisation of a (out, …) weight tensor. */
 export function quantizeRows(w: Float32Array, rows: number, limit = WEIGHT_LIMIT): QuantizedWeights {

@@ -6,9 +6,9 @@
  * `bpe_simple_vocab_16e6.txt.gz` (lines 1..48894, line 0 is a version header, the rest of the file is
  * unused), then `<|startoftext|>` 49406 and `<|endoftext|>` 49407.
  */
-import { gunzipSync } from 'node:zlib';
 import { ClipIqaError, errCode } from '../errors.js';
 import { formatBytes, readRegularFile } from '../util/read-file.js';
+import { InflateTooLarge, gunzip } from '../util/zlib.js';
 import { PY_WHITESPACE, cleanText } from './clean.js';
 
 const SOT_TEXT = '<|startoftext|>';
@@ -141,9 +141,9 @@ export class Tokenizer {
     let raw = bytes;
     if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
       try {
-        raw = gunzipSync(bytes, { maxOutputLength: MAX_VOCAB_BYTES });
+        raw = gunzip(bytes, MAX_VOCAB_BYTES);
       } catch (e) {
-        if (errCode(e) === 'ERR_BUFFER_TOO_LARGE') throw fail(`it inflates to more than ${formatBytes(MAX_VOCAB_BYTES)} (the real one is 3.2 MB)`, e);
+        if (e instanceof InflateTooLarge) throw fail(`it inflates to more than ${formatBytes(MAX_VOCAB_BYTES)} (the real one is 3.2 MB)`, e);
         throw fail(`gzip data is corrupt (${(e as Error).message})`, e);
       }
     }

@@ -20,8 +20,11 @@ export type Layout = 'openai' | 'open_clip' | 'transformers';
 export interface ClipModelFiles {
   /** The weights: a checkpoint file, its bytes, or a state dict already read. */
   readonly weights: string | Uint8Array | StateDict;
-  /** The config file that goes with them (`open_clip_config.json`, `config.json`); null or absent: none. */
-  readonly config?: string | null;
+  /**
+   * The config file that goes with them (`open_clip_config.json`, `config.json`), or its text and a name for
+   * messages (the browser build, which has no files); null or absent: none.
+   */
+  readonly config?: string | { readonly source: string; readonly text: string } | null;
   /**
    * What is known of the model without a config (a registry entry's architecture): its activation and heads
    * are used when no config says otherwise.
@@ -54,6 +57,11 @@ export async function readModelConfig(path: string): Promise<ModelConfig> {
     if (e instanceof ClipIqaError) throw e;
     throw new ClipIqaError('E_NOT_FOUND', `${path}: cannot read the model config (${errCode(e) ?? (e as Error).message}).`, { cause: e });
   }
+  return parseModelConfig(text, path);
+}
+
+/** An open_clip or transformers config from its text, told apart by content; `path` names it in messages. */
+export function parseModelConfig(text: string, path: string): ModelConfig {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -148,7 +156,7 @@ function checkTokenizer(sd: StateDict, arch: ClipArchitecture): void {
  */
 export async function loadClipModel(files: ClipModelFiles): Promise<ClipModel> {
   const [config, raw] = await Promise.all([
-    files.config ? readModelConfig(files.config) : undefined,
+    typeof files.config === 'string' ? readModelConfig(files.config) : files.config ? parseModelConfig(files.config.text, files.config.source) : undefined,
     files.weights instanceof StateDict ? files.weights : loadCheckpoint(files.weights, files.source ? { source: files.source } : {}),
   ]);
   const transformers = isTransformersLayout(raw);

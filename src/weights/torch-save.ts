@@ -9,11 +9,10 @@
  *
  * Both return the raw unpickled root; `stateDictFromValue` flattens it into dotted tensor names.
  */
-import { inflateRawSync } from 'node:zlib';
-import yauzl from 'yauzl';
 import { ClipIqaError } from '../errors.js';
 import { BYTES_PER_ELEMENT, type Tensor } from '../tensor.js';
 import { formatBytes } from '../util/read-file.js';
+import { inflateRaw } from '../util/zlib.js';
 import { Budget, type ReadLimits, raiseHint, resolveReadLimits } from './limits.js';
 import {
   PickleGlobal,
@@ -31,6 +30,7 @@ import {
   storageDType,
 } from './pickle.js';
 import { StateDict } from './state-dict.js';
+import { type CentralEntry, zipCentralDirectory } from './zip-directory.js';
 
 export interface TorchArchive {
   /** `zip` for PyTorch ≥ 1.6 and TorchScript archives, `legacy` for the format before. */
@@ -74,11 +74,9 @@ export function isZip(bytes: Uint8Array): boolean {
  * tensors would depend on the reader. Both are refused.
  */
 async function readCentralDirectory(bytes: Uint8Array, source: string): Promise<Map<string, ZipEntry>> {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const entries = new Map<string, ZipEntry>();
   try {
-    const zip = await yauzl.fromBufferPromise(buffer, { lazyEntries: true, decodeStrings: true, strictFileNames: false });
-    for await (const e of zip.eachEntry()) {
+    for (const e of await zipCentralDirectory(bytes)) {
       if (entries.has(e.fileName)) {
         throw new ClipIqaError(
           'E_WEIGHTS_FORMAT',
@@ -115,7 +113,7 @@ async function readCentralDirectory(bytes: Uint8Array, source: string): Promise<
  * An entry's place in the file. The local header is parsed because its extra field (torch pads it to align the
  * data) may differ in length from the central directory's.
  */
-function locate(bytes: Uint8Array, source: string, e: yauzl.Entry): ZipEntry {
+function locate(bytes: Uint8Array, source: string, e: CentralEntry): ZipEntry {
   const bad = (what: string) =>
     new ClipIqaError('E_WEIGHTS_FORMAT', `${source}: zip entry "${e.fileName}" ${what}. The file is truncated or corrupt: re-download it.`);
   const at = e.relativeOffsetOfLocalHeader;
@@ -159,14 +157,14 @@ function entryBytes(bytes: Uint8Array, entry: ZipEntry, source: string, cap: { b
       );
     }
     inflated.charge(entry.uncompressedSize);
-    let out: Buffer;
+    let out: Uint8Array;
     try {
-      out = inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.uncompressedSize) });
+      out = inflateRaw(raw, entry.uncompressedSize);
     } catch (e) {
       throw bad(`does not inflate to the ${entry.uncompressedSize} bytes it declares (${(e as Error).message})`);
     }
     if (out.length !== entry.uncompressedSize) throw bad(`inflates to ${out.length} bytes, not the ${entry.uncompressedSize} declared`);
-    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    return out;
   }
   throw bad(`uses compression method ${entry.method}; only stored and deflated entries are read`);
 }
