@@ -70,8 +70,14 @@ export async function zipCentralDirectory(bytes: Uint8Array): Promise<CentralEnt
       const len = view.getUint16(extra + 2, true);
       if (id === 0x0001) {
         let p = extra + 4;
-        if (uncompressedSize === 0xffffffff) (uncompressedSize = u64(view, p)), (p += 8);
-        if (compressedSize === 0xffffffff) (compressedSize = u64(view, p)), (p += 8);
+        if (uncompressedSize === 0xffffffff) {
+          uncompressedSize = u64(view, p);
+          p += 8;
+        }
+        if (compressedSize === 0xffffffff) {
+          compressedSize = u64(view, p);
+          p += 8;
+        }
         if (localOffset === 0xffffffff) localOffset = u64(view, p);
       }
       extra += 4 + len;
