@@ -4,12 +4,12 @@
  * an OpenAI-layout state dict and the architecture, including what only a config can say (the MLP activation,
  * attention heads, LayerNorm epsilon). Models CLIP-IQA cannot run are refused here, naming what was found.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { ClipIqaError, errCode } from '../errors.js';
+import { ClipIqaError } from '../errors.js';
 import { type ClipArchitecture, type TextTower, type VitVision, inferArchitecture } from './architecture.js';
 import { type ModelConfig, type TowerConfig, isObject, unsupported } from './layouts/config.js';
 import { parseOpenClipConfig } from './layouts/open-clip.js';
 import { fromTransformers, isTransformersLayout, parseTransformersConfig } from './layouts/transformers.js';
+import { readConfigText } from './config-file.js';
 import { loadCheckpoint } from './load.js';
 import { StateDict } from './state-dict.js';
 
@@ -42,21 +42,9 @@ export interface ClipModel {
   readonly layout: Layout;
 }
 
-/** Configs are a few KB; anything far larger is not one. */
-const MAX_CONFIG_BYTES = 1 << 20;
-
 /** Reads an open_clip or transformers config file, telling them apart by content. */
 export async function readModelConfig(path: string): Promise<ModelConfig> {
-  let text: string;
-  try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new ClipIqaError('E_WEIGHTS_FORMAT', `${path}: a model config must be a file.`);
-    if (st.size > MAX_CONFIG_BYTES) throw new ClipIqaError('E_WEIGHTS_FORMAT', `${path}: ${st.size} bytes is far too large for a model config.`);
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if (e instanceof ClipIqaError) throw e;
-    throw new ClipIqaError('E_NOT_FOUND', `${path}: cannot read the model config (${errCode(e) ?? (e as Error).message}).`, { cause: e });
-  }
+  const text = await readConfigText(path);
   return parseModelConfig(text, path);
 }
 

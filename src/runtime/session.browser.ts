@@ -1,0 +1,37 @@
+/** The browser build's `session.ts`: the same session wrapper on onnxruntime-web. */
+import { InferenceSession, type Tensor } from 'onnxruntime-web';
+import { ClipIqaError, errorMessage } from '../errors.js';
+import type { SerializedModel } from '../graph/builder.js';
+import { type RuntimeOptions, sessionOptions } from './options.js';
+
+export class OrtSession {
+  readonly label: string;
+  readonly #session: InferenceSession;
+
+  private constructor(label: string, session: InferenceSession) {
+    this.label = label;
+    this.#session = session;
+  }
+
+  static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<OrtSession> {
+    const opts = sessionOptions(options);
+    if (model.external.length > 0) opts.externalData = model.external.map((f) => ({ path: f.path, data: f.data }));
+    try {
+      return new OrtSession(label, await InferenceSession.create(model.bytes, opts));
+    } catch (e) {
+      throw new ClipIqaError('E_RUNTIME', `onnxruntime-web could not load the ${label} graph: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+
+  async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    try {
+      return await this.#session.run(feeds);
+    } catch (e) {
+      throw new ClipIqaError('E_RUNTIME', `onnxruntime-web failed running the ${this.label} graph: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.#session.release();
+  }
+}
