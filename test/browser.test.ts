@@ -1,14 +1,10 @@
 /**
- * The browser build (dist/browser: clip-iqa.js + onnxruntime-web's WASM files), built afresh into a temporary folder
- * and served from a loopback static server to headless Chromium: every fixture model loaded from a URL, every
+ * The browser build (dist/browser: clip-iqa.js + onnxruntime-web's WASM files, built by the global set-up) served from a loopback static server to headless Chromium: every fixture model loaded from a URL, every
  * fixture PNG scored with all attributes in both positional modes, CLIP-IQA+ and image features against the
  * PyTorch reference (shared/README.md's tolerances); a checkpoint given as a File; a second load read from the
  * browser's Cache Storage with no request for the weights; errors with their ClipIqaError codes.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,8 +85,8 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
   let page: Page;
 
   beforeAll(async () => {
-    bundle = await mkdtemp(join(tmpdir(), 'clip-iqa-browser-'));
-    execFileSync(process.execPath, [join(repoRoot, 'scripts', 'build-browser.mjs'), bundle], { stdio: 'pipe' });
+    // Built by the global set-up, as `npm run build` builds it.
+    bundle = join(repoRoot, 'dist', 'browser');
     const mounts: Record<string, string> = { '/app/': bundle };
     for (const set of FIXTURE_SETS) mounts[`/${set.name}/`] = set.root;
     // Cross-origin isolated, as the README asks a host to be for WASM threads.
@@ -104,7 +100,6 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
   afterAll(async () => {
     await browser?.close();
     await server?.close();
-    if (bundle) await rm(bundle, { recursive: true, force: true });
   });
 
   it('builds an ESM bundle with no Node built-ins, the WASM runtime and the vocabulary beside it', () => {
@@ -157,4 +152,151 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
       }
     });
   }
+
+  describe('with the repository\'s tiny-rn', () => {
+    const model = '/repo/tiny-rn/model.safetensors';
+    const image = '/repo/images/img1-96x80-rgb.png';
+    type Api = typeof import('../src/browser/api.js');
+
+    /** A fresh browser context (its own, empty Cache Storage) on the test page, with its requests recorded. */
+    async function freshPage(): Promise<{ page: Page; requests: string[]; close: () => Promise<void> }> {
+      const context = await browser.newContext();
+      const p = await context.newPage();
+      const requests: string[] = [];
+      p.on('request', (r) => requests.push(new URL(r.url()).pathname));
+      await p.goto(server.url('/'));
+      await p.waitForFunction(() => 'clipIqa' in window);
+      return { page: p, requests, close: () => context.close() };
+    }
+
+    it('keeps the weights in Cache Storage: a second load makes no request for them and gives the same scores', async () => {
+      const { page: p, requests, close } = await freshPage();
+      try {
+        const run = () =>
+          p.evaluate(
+            async ({ model, image }) => {
+              const m = (window as unknown as { clipIqa: Api }).clipIqa;
+              const progress: { kind: string; cached: boolean; done: boolean }[] = [];
+              const iqa = await m.ClipIqa.load({ model, onProgress: (e) => progress.push({ kind: e.kind, cached: e.cached, done: e.done }) });
+              const { scores } = await iqa.score(await (await fetch(image)).blob(), { attributes: 'all' });
+              await iqa.dispose();
+              return { scores, progress };
+            },
+            { model, image },
+          );
+        const first = await run();
+        expect(requests.filter((r) => r === model)).toHaveLength(1);
+        expect(first.progress.filter((e) => e.kind === 'model' && e.done)).toEqual([{ kind: 'model', cached: false, done: true }]);
+        const before = requests.length;
+        const second = await run();
+        const later = requests.slice(before);
+        expect(later).not.toContain(model);
+        expect(later).not.toContain('/app/bpe_simple_vocab_16e6.txt.gz');
+        expect(second.progress.filter((e) => e.done).every((e) => e.cached)).toBe(true);
+        expect(second.scores).toEqual(first.scores);
+        // Cleared, the next load downloads again.
+        await p.evaluate(() => (window as unknown as { clipIqa: Api }).clipIqa.clearCache());
+        const after = requests.length;
+        await run();
+        expect(requests.slice(after)).toContain(model);
+      } finally {
+        await close();
+      }
+    });
+
+    it('takes the checkpoint as a File (a user picks one), and images as Blob, ImageBitmap, ImageData, canvas, <img> and {width, height, data}', async () => {
+      const got = await page.evaluate(
+        async ({ model, image }) => {
+          const m = (window as unknown as { clipIqa: Api }).clipIqa;
+          const file = new File([await (await fetch(model)).arrayBuffer()], 'picked.safetensors');
+          const iqa = await m.ClipIqa.load({ model: file, cache: false });
+          try {
+            const blob = await (await fetch(image)).blob();
+            const bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+            const canvas = document.createElement('canvas');
+            canvas.width = bitmap.width;
+            canvas.height = bitmap.height;
+            const ctx = canvas.getContext('2d')!;
+            ctx.drawImage(bitmap, 0, 0);
+            const data = ctx.getImageData(0, 0, canvas.width, canvas.height);
+            const img = new Image();
+            img.src = image;
+            await img.decode();
+            const rgb = new Uint8Array((data.data.length / 4) * 3);
+            for (let i = 0, j = 0; i < data.data.length; i += 4, j += 3) rgb.set(data.data.subarray(i, i + 3), j);
+            const inputs = { blob, file: new File([blob], 'photo.png'), bitmap, data, canvas, img, raw: { width: data.width, height: data.height, data: rgb } };
+            const out: Record<string, { source: string; quality: number }> = {};
+            for (const [k, v] of Object.entries(inputs)) {
+              const r = await iqa.score(v, { attributes: 'quality' });
+              out[k] = { source: r.source, quality: r.scores.quality! };
+            }
+            return { name: iqa.name, out };
+          } finally {
+            await iqa.dispose();
+          }
+        },
+        { model, image },
+      );
+      expect(got.name).toBe('picked.safetensors');
+      const expected = JSON.parse(readFileSync(join(FIXTURE_SETS[0]!.path('tiny-rn'), 'expected.json'), 'utf8')) as Expected;
+      const want = expected.variants.fp32!.scores['img1-96x80-rgb.png']!.none.attributes.quality!;
+      for (const [k, v] of Object.entries(got.out)) expect(Math.abs(v.quality - want), k).toBeLessThanOrEqual(1e-4);
+      expect(got.out.file!.source).toBe('photo.png');
+      expect(got.out.blob!.source).toBe('<image>');
+    });
+
+    it('computes score maps, batches with scoreMany (a bad image reported, the rest scored) and text embeddings', async () => {
+      const got = await page.evaluate(
+        async ({ model, image }) => {
+          const m = (window as unknown as { clipIqa: Api }).clipIqa;
+          const iqa = await m.ClipIqa.load({ model, cache: false });
+          try {
+            const blob = await (await fetch(image)).blob();
+            const maps = await iqa.scoreMaps(blob, ['quality', 'sharpness']);
+            const results = [];
+            for await (const r of iqa.scoreMany([blob, new Blob(['not an image'], { type: 'text/plain' }), blob], { attributes: 'quality' })) {
+              results.push(r.ok ? { ok: true, quality: r.scores.quality } : { ok: false, code: r.error.code, message: r.error.message });
+            }
+            const text = await iqa.embedText(['Good photo.', 'Bad photo.']);
+            return { maps: maps.map((x) => ({ name: x.name, width: x.width, height: x.height, n: x.scores.length })), results, text: text.map((t) => t.length), dim: iqa.architecture.embedDim };
+          } finally {
+            await iqa.dispose();
+          }
+        },
+        { model, image },
+      );
+      expect(got.maps.map((x) => x.name)).toEqual(['quality', 'sharpness']);
+      for (const x of got.maps) expect(x.n).toBe(x.width * x.height);
+      expect(got.results.map((r) => r.ok)).toEqual([true, false, true]);
+      expect(got.results[1]).toMatchObject({ code: 'E_IMAGE' });
+      expect(got.results[0]!.quality).toBe(got.results[2]!.quality);
+      expect(got.text).toEqual([got.dim, got.dim]);
+    });
+
+    it('fails with ClipIqaError codes: a missing model URL, a file that is no checkpoint, bad options', async () => {
+      const got = await page.evaluate(async () => {
+        const m = (window as unknown as { clipIqa: Api }).clipIqa;
+        const codes: Record<string, string> = {};
+        const attempt = async (name: string, f: () => Promise<unknown>) => {
+          try {
+            await f();
+            codes[name] = 'no error';
+          } catch (e) {
+            codes[name] = `${(e as { code?: string }).code}: ${(e as Error).message}`;
+          }
+        };
+        await attempt('missing', () => m.ClipIqa.load({ model: '/repo/tiny-rn/nothing.safetensors', cache: false }));
+        await attempt('garbage', () => m.ClipIqa.load({ model: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), cache: false }));
+        await attempt('option', () => m.ClipIqa.load({ model: '/repo/tiny-rn/model.safetensors', positional: 'sideways' as never }));
+        await attempt('unknown', () => m.ClipIqa.load({ model: '/repo/tiny-rn/model.safetensors', modle: 1 } as never));
+        await attempt('int8', () => m.ClipIqa.load({ model: '/repo/tiny-rn/model.safetensors', runtime: { precision: 'int8' } }));
+        return codes;
+      });
+      expect(got.missing).toMatch(/^E_DOWNLOAD: .*nothing\.safetensors.*404/);
+      expect(got.garbage).toMatch(/^E_WEIGHTS_FORMAT: /);
+      expect(got.option).toMatch(/^E_OPTION: positional/);
+      expect(got.unknown).toMatch(/^E_OPTION: .*modle/);
+      expect(got.int8).toMatch(/^E_OPTION: precision 'int8'/);
+    });
+  });
 });

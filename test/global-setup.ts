@@ -23,8 +23,10 @@ export default function setup(): () => void {
   const root = resolve(import.meta.dirname, '..');
   try {
     execFileSync(process.execPath, [resolve(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
+    // The browser build (dist/browser), as `npm run build` makes it: the browser, site and package tests use it.
+    execFileSync(process.execPath, [resolve(root, 'scripts/build-browser.mjs')], { cwd: root, stdio: 'pipe' });
   } catch (e) {
-    const out = (e as { stdout?: Buffer }).stdout?.toString() ?? '';
+    const out = ['stdout', 'stderr'].map((k) => (e as Record<string, Buffer | undefined>)[k]?.toString() ?? '').join('');
     throw new Error(`building dist/ for the CLI tests failed:\n${out}`);
   }
   // As `npm run build` does: npx runs the bin as an executable.
