@@ -8,7 +8,7 @@
  *
  *   node scripts/build-browser.mjs [OUT_DIR]     (default dist/browser; `npm run build` runs it)
  */
-import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,8 @@ import { build } from 'esbuild';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = resolve(process.argv[2] ?? join(root, 'dist', 'browser'));
 const require = createRequire(import.meta.url);
+// Chunk names change with their content: old ones must not pile up (tsc's api.js/.d.ts beside them stay).
+if (existsSync(out)) for (const f of readdirSync(out)) if (/^clip-iqa-[A-Z0-9]{8}\.js(\.map|\.LEGAL\.txt)?$/.test(f)) rmSync(join(out, f));
 
 /** `./x.js` → `./x.browser.ts` when that sibling exists under src/. */
 const browserSiblings = {
@@ -35,8 +37,12 @@ const browserSiblings = {
 };
 
 await build({
-  entryPoints: [join(root, 'src', 'browser', 'api.ts')],
-  outfile: join(out, 'clip-iqa.js'),
+  // The page's module and the worker's share the engine through a chunk, loaded by whichever runs it.
+  entryPoints: { 'clip-iqa': join(root, 'src', 'browser', 'api.ts'), 'clip-iqa-worker': join(root, 'src', 'browser', 'worker.ts') },
+  outdir: out,
+  // Beside the entries: the engine finds the .wasm files and the vocabulary relative to its own URL.
+  chunkNames: 'clip-iqa-[hash]',
+  splitting: true,
   bundle: true,
   format: 'esm',
   platform: 'browser',
@@ -60,4 +66,5 @@ const files = ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.w
 for (const f of files) copyFileSync(join(ortDist, f), join(out, f));
 copyFileSync(join(root, 'assets', 'bpe_simple_vocab_16e6.txt.gz'), join(out, 'bpe_simple_vocab_16e6.txt.gz'));
 const kb = (p) => `${Math.round(statSync(p).size / 1024)} KiB`;
-console.log(`browser build: ${join(out, 'clip-iqa.js')} (${kb(join(out, 'clip-iqa.js'))}) + ${files.join(', ')} + vocabulary`);
+const js = readdirSync(out).filter((f) => f.endsWith('.js'));
+console.log(`browser build in ${out}: ${js.map((f) => `${f} (${kb(join(out, f))})`).join(', ')} + ${files.join(', ')} + vocabulary`);

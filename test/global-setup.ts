@@ -23,7 +23,8 @@ export default function setup(): () => void {
   const root = resolve(import.meta.dirname, '..');
   try {
     execFileSync(process.execPath, [resolve(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'pipe' });
-    // The browser build (dist/browser), as `npm run build` makes it: the browser, site and package tests use it.
+    // The browser build (dist/browser) and its types, as `npm run build` makes them: the browser, site and package tests use it.
+    execFileSync(process.execPath, [resolve(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.browser.json'], { cwd: root, stdio: 'pipe' });
     execFileSync(process.execPath, [resolve(root, 'scripts/build-browser.mjs')], { cwd: root, stdio: 'pipe' });
   } catch (e) {
     const out = ['stdout', 'stderr'].map((k) => (e as Record<string, Buffer | undefined>)[k]?.toString() ?? '').join('');

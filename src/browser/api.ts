@@ -1,6 +1,7 @@
 /**
- * CLIP-IQA in the browser: the Node API's engine (engine.ts) over files fetched or picked by the user, images
- * decoded by the browser and graphs run by onnxruntime-web. Nothing leaves the page.
+ * CLIP-IQA in the browser, with the Node API's options, score names, errors and result shapes; nothing leaves the
+ * page. The model lives in a Web Worker by default (clip-iqa-worker.js beside this file), so that building graphs
+ * and running them never freezes the page; `worker: false` keeps it in the calling thread.
  *
  *   import { ClipIqa } from './clip-iqa.js';
  *   const iqa = await ClipIqa.load({ model: 'models/model.safetensors', onProgress });
@@ -8,185 +9,258 @@
  *
  * Built by scripts/build-browser.mjs, which swaps the Node-only modules for their `*.browser.ts` siblings.
  */
-import { env } from 'onnxruntime-web';
-import { ClipIqaEngine, type EngineSettings, checkPositional } from '../engine.js';
+import type { BatchResult, ImageScores, ScoreManyOptions, ScoreOptions, ScorePlan } from '../engine.js';
 import { ClipIqaError, errorMessage } from '../errors.js';
-import type { DecodeOptions, DecodedImage } from '../image/decode.js';
-import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from '../iqa/plus.js';
-import type { NoisinessPolarity } from '../iqa/prompts.js';
-import { DECODE_OPTIONS, type OptionSchema, checkOptions } from '../known-options.js';
-import { OnnxClipEncoder } from '../model/clip-encoder.js';
-import type { ClipEncoder, PositionalMode } from '../model/types.js';
-import { BACKENDS, type Backend, type RuntimeOptions, browserRuntime } from '../runtime/options.browser.js';
-import { Tokenizer } from '../text/tokenizer.js';
-import { OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, WEIGHT_FILES, configFileFor } from '../weights/file-names.js';
-import { loadClipModel } from '../weights/layout.js';
-import { BROWSER_LIMIT_INPUT_PIXELS, type BrowserImageSource, checkBrowserDecodeOptions, decodeBrowserImage } from './decode.js';
-import { type FileSpec, type LoadProgress, type ReadFile, absoluteUrl, describe, isFileSpec, readFileSpec } from './files.js';
+import type { DecodeOptions } from '../image/decode.js';
+import type { ScoreMap } from '../iqa/dense.js';
+import { PLUS } from '../iqa/plus.js';
+import type { PositionalMode } from '../model/types.js';
+import type { ClipArchitecture } from '../weights/architecture.js';
+import type { BrowserImageSource } from './decode.js';
+import { type FileSpec, absoluteUrl, isFileSpec } from './files.js';
+import type { BrowserLoadOptions, LocalClipIqa } from './local.js';
+import { type BrokenInput, type ModelInfo, type Reply, type Request, type SerializedError, deserializeError } from './protocol.js';
 
 export { ClipIqaError, PLUS };
-export { clearCache, CACHE_NAME } from './files.js';
-export type { BrowserImageSource, FileSpec, LoadProgress };
+export { CACHE_NAME, clearCache } from './files.js';
+export type { BrowserImageSource, BrowserLoadOptions, FileSpec };
+export type { LoadProgress } from './files.js';
 export type { BatchResult, ImageFailure, ImageScores, ScoreManyOptions, ScoreOptions, ScorePlan } from '../engine.js';
-export type { ScoreMap } from '../iqa/dense.js';
-export type { DecodeOptions } from '../image/decode.js';
+export type { ScoreMap };
+export type { DecodeOptions };
 export type { Backend, RuntimeOptions } from '../runtime/options.browser.js';
 
-/** The vocabulary the build puts beside the bundle. */
-export const DEFAULT_VOCAB_URL = new URL('./bpe_simple_vocab_16e6.txt.gz', import.meta.url).href;
-
-export interface BrowserLoadOptions {
-  /**
-   * The CLIP checkpoint: a URL, its bytes or a File/Blob, in any format the Node build reads (safetensors,
-   * torch.save, TorchScript); or a model folder as a map of file name → URL/bytes/File (open_clip's
-   * `open_clip_model.safetensors` + `open_clip_config.json`, transformers' `model.safetensors` + `config.json`).
-   */
-  readonly model: FileSpec | Readonly<Record<string, FileSpec>>;
-  /** The BPE vocabulary; default: the copy beside the bundle. */
-  readonly vocab?: FileSpec;
-  /** A CLIP-IQA+ learned context (adds the `clipiqa+` score). */
-  readonly plus?: FileSpec;
-  /** Positional mode of the image features for CLIP-IQA+; default `none`, as the official context was trained. */
-  readonly plusPositional?: PositionalMode;
-  /** Default positional mode for every call; default `none`. */
-  readonly positional?: PositionalMode;
-  /** Which way `noisiness` points; default `noisy`. */
-  readonly noisiness?: NoisinessPolarity;
-  /** How images are decoded (orientation, alpha, icc, resize, pixel limit). */
-  readonly decode?: DecodeOptions;
-  /** onnxruntime-web settings: backend (`auto`, `webgpu`, `wasm`), threads. */
-  readonly runtime?: RuntimeOptions;
-  /** Keep downloaded files in the browser's Cache Storage and read them from there on later visits (default true). */
-  readonly cache?: boolean;
-  /** Called as files are read: which file, bytes so far, total, whether from the cache. */
-  readonly onProgress?: (progress: LoadProgress) => void;
-  /** A name for the model in results (default: the URL or file name). */
-  readonly name?: string;
+/** Where the calls go: the model in this thread, or in the worker. */
+interface Target {
+  call<T>(method: Request['method'], args: unknown[], transfer?: Transferable[]): Promise<T>;
+  many(inputs: Iterable<BrowserImageSource> | AsyncIterable<BrowserImageSource>, options: ScoreManyOptions): AsyncGenerator<BatchResult>;
+  terminate(): void;
 }
 
-const LOAD_OPTIONS: OptionSchema = {
-  keys: ['model', 'vocab', 'plus', 'plusPositional', 'positional', 'noisiness', 'decode', 'runtime', 'cache', 'onProgress', 'name'],
-  nested: { decode: DECODE_OPTIONS, runtime: { keys: ['backend', 'precision', 'threads', 'graphOptimizationLevel', 'externalMinBytes'] } },
-};
+/** A worker running clip-iqa-worker.js, with request/reply bookkeeping. */
+class WorkerTarget implements Target {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve(v: unknown): void; reject(e: ClipIqaError): void; progress?(p: unknown): void; item?(i: unknown): void }>();
+  #next = 1;
 
-let ortConfigured: { threads: number } | undefined;
-
-/** onnxruntime-web's page-wide settings, made once: where its .wasm files are (beside this bundle) and how many threads. */
-function configureOrt(threads: number | undefined): number {
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) {
-    throw new ClipIqaError('E_OPTION', `runtime.threads must be a positive integer, got ${String(threads)}`);
+  constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<Reply>) => {
+      const reply = event.data;
+      const p = this.#pending.get(reply.id);
+      if (!p) return;
+      if ('progress' in reply) p.progress?.(reply.progress);
+      else if ('item' in reply) p.item?.(reply.item);
+      else {
+        this.#pending.delete(reply.id);
+        if (reply.ok) p.resolve(reply.value);
+        else p.reject(deserializeError(reply.error));
+      }
+    };
+    worker.onerror = (event) => {
+      const error = new ClipIqaError('E_RUNTIME', `the clip-iqa worker failed: ${event.message || 'could not start clip-iqa-worker.js (is it beside clip-iqa.js, served as JavaScript?)'}`);
+      for (const p of this.#pending.values()) p.reject(error);
+      this.#pending.clear();
+    };
   }
-  // Threads need SharedArrayBuffer, which browsers give only to cross-origin isolated pages (COOP + COEP headers).
-  const isolated = globalThis.crossOriginIsolated === true;
-  const wanted = isolated ? (threads ?? Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-  if (!ortConfigured) {
-    env.wasm.wasmPaths = new URL('./', import.meta.url).href;
-    env.wasm.numThreads = wanted;
-    ortConfigured = { threads: wanted };
+
+  send<T>(method: Request['method'], args: unknown[], hooks: { progress?(p: unknown): void; item?(i: unknown): void } = {}, transfer: Transferable[] = []): { id: number; done: Promise<T> } {
+    const id = this.#next++;
+    const done = new Promise<T>((resolve, reject) => this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...hooks }));
+    this.#worker.postMessage({ id, method, args } satisfies Request, transfer);
+    return { id, done };
   }
-  return ortConfigured.threads;
-}
 
-async function chooseBackend(backend: Backend | undefined): Promise<'webgpu' | 'wasm'> {
-  const b = backend ?? 'auto';
-  if (!BACKENDS.includes(b)) throw new ClipIqaError('E_OPTION', `runtime.backend must be one of ${BACKENDS.join(', ')}, got "${String(b)}"`);
-  if (b === 'wasm') return 'wasm';
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
-  if (adapter) return 'webgpu';
-  if (b === 'webgpu') throw new ClipIqaError('E_DEVICE', 'WebGPU is not available in this browser (no navigator.gpu adapter); use runtime.backend "wasm" or "auto".');
-  return 'wasm';
-}
-
-/** The weights file and its config from a model given as a file map, by the publishers' naming. */
-function pickFromMap(map: Readonly<Record<string, FileSpec>>): { weights: [string, FileSpec]; config: [string, FileSpec] | undefined } {
-  const names = Object.keys(map);
-  for (const [k, v] of Object.entries(map)) if (!isFileSpec(v)) throw new ClipIqaError('E_OPTION', `model["${k}"] must be a URL, bytes or a File/Blob, got ${describe(v)}`);
-  const weights = WEIGHT_FILES.find((f) => names.includes(f)) ?? (names.filter((n) => !n.endsWith('.json')).length === 1 ? names.find((n) => !n.endsWith('.json')) : undefined);
-  if (!weights) {
-    throw new ClipIqaError(
-      'E_NOT_FOUND',
-      `the model map (${names.join(', ') || 'empty'}) names no weights file: give one of ${WEIGHT_FILES.join(', ')} (with ${OPEN_CLIP_CONFIG} or ${TRANSFORMERS_CONFIG}), or a single checkpoint.`,
-    );
+  call<T>(method: Request['method'], args: unknown[], transfer: Transferable[] = []): Promise<T> {
+    return this.send<T>(method, args, {}, transfer).done;
   }
-  const configName = configFileFor(weights.split('/').pop()!);
-  return { weights: [weights, map[weights]!], config: configName && map[configName] ? [configName, map[configName]] : undefined };
+
+  async *many(inputs: Iterable<BrowserImageSource> | AsyncIterable<BrowserImageSource>, options: ScoreManyOptions): AsyncGenerator<BatchResult> {
+    const items: unknown[] = [];
+    let wake: (() => void) | undefined;
+    const { id, done } = this.send<undefined>('manyStart', [options], {
+      item: (i) => {
+        items.push(i);
+        wake?.();
+      },
+    });
+    let finished = false;
+    let failure: ClipIqaError | undefined;
+    done.then(
+      () => (finished = true),
+      (e: ClipIqaError) => ((failure = e), (finished = true)),
+    ).finally(() => wake?.());
+    // The inputs go over as they come (the worker decodes ahead and batches as scoreMany does in one thread).
+    const feed = (async () => {
+      for await (const input of inputs) {
+        const sendable = await handOver(input);
+        this.#worker.postMessage({ id: this.#next++, method: 'manyItem', args: [id, sendable] } satisfies Request);
+      }
+      this.#worker.postMessage({ id: this.#next++, method: 'manyEnd', args: [id] } satisfies Request);
+    })();
+    feed.catch((e: unknown) => {
+      failure = e instanceof ClipIqaError ? e : new ClipIqaError('E_OPTION', `scoreMany: reading the inputs failed: ${errorMessage(e)}`);
+      this.#worker.postMessage({ id: this.#next++, method: 'manyEnd', args: [id] } satisfies Request);
+    });
+    for (;;) {
+      if (items.length > 0) {
+        const r = items.shift() as BatchResult | (Omit<BatchResult, 'error'> & { ok: false; error: SerializedError });
+        yield r.ok ? r : ({ ...r, error: deserializeError(r.error) } as BatchResult);
+      } else if (finished) break;
+      else await new Promise<void>((resolve) => (wake = resolve));
+    }
+    if (failure) throw failure;
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
 }
 
-/** CLIP-IQA in the browser over one loaded checkpoint. Create with `ClipIqa.load`; release with `dispose`. */
-export class ClipIqa extends ClipIqaEngine<BrowserImageSource> {
+/** The model in this thread. */
+class LocalTarget implements Target {
+  readonly model: LocalClipIqa;
+
+  constructor(model: LocalClipIqa) {
+    this.model = model;
+  }
+
+  async call<T>(method: Request['method'], args: unknown[]): Promise<T> {
+    const m = this.model as unknown as Record<string, (...a: unknown[]) => unknown>;
+    return (await m[method]!.apply(this.model, args)) as T;
+  }
+
+  many(inputs: Iterable<BrowserImageSource> | AsyncIterable<BrowserImageSource>, options: ScoreManyOptions): AsyncGenerator<BatchResult> {
+    return this.model.scoreMany(inputs, options);
+  }
+
+  terminate(): void {}
+}
+
+/**
+ * What a worker can be sent: elements (an <img>, a <canvas>) cannot cross threads, so their pixels go as an
+ * ImageBitmap; everything else a page holds (Blob, File, ImageBitmap, ImageData, typed arrays) is cloned.
+ */
+async function handOver(input: BrowserImageSource): Promise<BrowserImageSource | BrokenInput> {
+  const isElement = (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement) || (typeof HTMLCanvasElement !== 'undefined' && input instanceof HTMLCanvasElement);
+  if (!isElement) return input;
+  try {
+    return await createImageBitmap(input as HTMLImageElement | HTMLCanvasElement, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+  } catch (e) {
+    return { clipIqaBrokenInput: `the image element cannot be read (${errorMessage(e)}); is it loaded, and from this origin (or CORS-enabled)?` };
+  }
+}
+
+/** URLs resolved against the page, since the worker's own location is the bundle's folder. */
+function resolveFiles(options: BrowserLoadOptions): BrowserLoadOptions {
+  const resolve = (spec: FileSpec | undefined): FileSpec | undefined => (typeof spec === 'string' || spec instanceof URL ? absoluteUrl(spec) : spec);
+  const model =
+    options.model !== null && typeof options.model === 'object' && !isFileSpec(options.model)
+      ? Object.fromEntries(Object.entries(options.model).map(([k, v]) => [k, resolve(v)!]))
+      : resolve(options.model as FileSpec);
+  const { onProgress: _, ...rest } = options;
+  return { ...rest, model: model!, ...(options.vocab !== undefined ? { vocab: resolve(options.vocab) } : {}), ...(options.plus !== undefined ? { plus: resolve(options.plus) } : {}) };
+}
+
+/** CLIP-IQA over one loaded checkpoint, in the browser. Create with `ClipIqa.load`; release with `dispose`. */
+export class ClipIqa {
+  readonly name: string;
   /** Where the graphs run: `webgpu` or `wasm`. */
   readonly backend: 'webgpu' | 'wasm';
   /** WASM threads (1 unless the page is cross-origin isolated). */
   readonly threads: number;
+  /** The model runs in a Web Worker. */
+  readonly worker: boolean;
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  /** A CLIP-IQA+ context is loaded (the `clipiqa+` score). */
+  readonly plus: boolean;
+  readonly #description: string;
+  readonly #target: Target;
 
-  private constructor(
-    encoder: ClipEncoder,
-    tokenizer: Tokenizer,
-    plus: { context: LearnedContext; prompts: LearnedPrompts } | undefined,
-    name: string,
-    settings: EngineSettings,
-    backend: 'webgpu' | 'wasm',
-    threads: number,
-  ) {
-    super(encoder, tokenizer, plus, name, settings);
-    this.backend = backend;
-    this.threads = threads;
+  private constructor(info: ModelInfo, target: Target, worker: boolean) {
+    this.name = info.name;
+    this.backend = info.backend;
+    this.threads = info.threads;
+    this.architecture = info.architecture;
+    this.logitScale = info.logitScale;
+    this.plus = info.plus;
+    this.#description = info.description;
+    this.#target = target;
+    this.worker = worker;
   }
 
   static async load(options: BrowserLoadOptions): Promise<ClipIqa> {
     if (options === null || typeof options !== 'object') throw new ClipIqaError('E_OPTION', 'ClipIqa.load needs options: { model: URL | bytes | File, … }');
-    checkOptions(options, LOAD_OPTIONS, 'ClipIqa.load');
-    checkPositional(options.positional, 'positional');
-    checkPositional(options.plusPositional, 'plusPositional');
-    if (options.decode) checkBrowserDecodeOptions(options.decode);
-    if (options.runtime?.precision !== undefined && options.runtime.precision !== 'float32') {
-      throw new ClipIqaError('E_OPTION', `precision '${options.runtime.precision}' is not available in the browser build; it runs float32 (the reference's arithmetic).`);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new ClipIqaError('E_OPTION', 'onProgress must be a function');
+    const inWorker = (options.worker ?? true) && typeof Worker !== 'undefined';
+    if (!inWorker) {
+      const { LocalClipIqa } = await import('./local.js');
+      const model = await LocalClipIqa.load(options);
+      const info: ModelInfo = { name: model.name, backend: model.backend, threads: model.threads, architecture: model.architecture, logitScale: model.logitScale, description: model.describe(), plus: model.context !== undefined };
+      return new ClipIqa(info, new LocalTarget(model), false);
     }
-    if (options.model === undefined || options.model === null) throw new ClipIqaError('E_OPTION', 'ClipIqa.load: give `model`, a checkpoint URL, bytes or File (the browser build has no registry).');
-    const threads = configureOrt(options.runtime?.threads);
-    const backend = await chooseBackend(options.runtime?.backend);
-    browserRuntime.backend = backend;
-
-    const read = { cache: options.cache ?? true, onProgress: options.onProgress };
-    const spec = options.model;
-    const { weights, config } = isFileSpec(spec) ? { weights: ['checkpoint', spec] as [string, FileSpec], config: undefined } : pickFromMap(spec);
-    const [modelFile, configFile, vocabFile, plusFile] = await Promise.all([
-      readFileSpec(weights[1], weights[0], { ...read, kind: 'model' }),
-      config ? readFileSpec(config[1], config[0], { ...read, kind: 'config' }) : undefined,
-      readFileSpec(options.vocab ?? DEFAULT_VOCAB_URL, 'vocabulary', { ...read, kind: 'vocab' }),
-      options.plus === undefined ? undefined : readFileSpec(options.plus, 'CLIP-IQA+ context', { ...read, kind: 'plus' }),
-    ]);
-    const [clip, context] = await Promise.all([
-      loadClipModel({ weights: modelFile.bytes, source: modelFile.name, config: configFile && { source: configFile.name, text: decodeText(configFile) } }),
-      plusFile && loadLearnedContext(plusFile.bytes, plusFile.name),
-    ]);
-    const tokenizer = Tokenizer.fromBytes(vocabFile.bytes, vocabFile.name);
-    const encoder = OnnxClipEncoder.create(clip.sd, { ...options.runtime, architecture: clip.architecture });
-    const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
-    const decode = { limitInputPixels: BROWSER_LIMIT_INPUT_PIXELS, ...options.decode };
-    const name = options.name ?? modelFile.name;
-    const settings = { noisiness: options.noisiness, positional: options.positional, plusPositional: options.plusPositional, decode };
-    return new ClipIqa(encoder, tokenizer, plus, name, settings, backend, threads);
+    const target = new WorkerTarget(new Worker(new URL('./clip-iqa-worker.js', import.meta.url), { type: 'module', name: 'clip-iqa' }));
+    try {
+      const { done } = target.send<ModelInfo>('load', [resolveFiles(options)], { progress: (p) => options.onProgress?.(p as never) });
+      return new ClipIqa(await done, target, true);
+    } catch (e) {
+      target.terminate();
+      throw e;
+    }
   }
 
-  protected sourceName(input: BrowserImageSource, options: DecodeOptions): string {
-    if (typeof File !== 'undefined' && input instanceof File) return options.name ?? input.name;
-    if (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement) return options.name ?? (input.currentSrc || input.src || '<img>');
-    return options.name ?? '<image>';
+  /** e.g. "ResNet [3,4,6,3] width 64 @224, text 512×12, embed 1024". */
+  describe(): string {
+    return this.#description;
   }
 
-  protected decodeInput(input: BrowserImageSource, options: DecodeOptions): Promise<DecodedImage> {
-    return decodeBrowserImage(input, options, this.sourceName(input, options));
+  /** The attributes and pairs a call with these options reports, in order. */
+  plan(options: ScoreOptions = {}): Promise<ScorePlan> {
+    return this.#target.call('plan', [options]);
+  }
+
+  /** Scores one image. */
+  async score(input: BrowserImageSource, options: ScoreOptions = {}): Promise<ImageScores> {
+    return this.#target.call('score', await this.#args(input, options));
+  }
+
+  /** Scores many images, yielding each result in input order; a bad image yields a failure and the batch goes on. */
+  scoreMany(inputs: Iterable<BrowserImageSource> | AsyncIterable<BrowserImageSource>, options: ScoreManyOptions = {}): AsyncGenerator<BatchResult> {
+    return this.#target.many(inputs, options);
+  }
+
+  /** The image's CLIP features (embedDim floats, not normalised). */
+  async embedImage(input: BrowserImageSource, options: { positional?: PositionalMode; decode?: DecodeOptions } = {}): Promise<Float32Array> {
+    return this.#target.call('embedImage', await this.#args(input, options));
+  }
+
+  /** Text features of each text (embedDim floats each, not normalised). */
+  embedText(texts: readonly string[]): Promise<Float32Array[]> {
+    return this.#target.call('embedText', [texts]);
+  }
+
+  /** Per-region score maps of one image for attributes or prompt pairs (ResNet models). */
+  async scoreMaps(input: BrowserImageSource, attributes: readonly string[] | string, options: Omit<ScoreOptions, 'maps' | 'attributes'> = {}): Promise<ScoreMap[]> {
+    const [sendable, rest] = await this.#args(input, options);
+    return this.#target.call('scoreMaps', [sendable, attributes, rest]);
+  }
+
+  /** Frees the sessions (and ends the worker). */
+  async dispose(): Promise<void> {
+    try {
+      await this.#target.call('dispose', []);
+    } finally {
+      this.#target.terminate();
+    }
+  }
+
+  /** The input as the worker can take it, and the options, naming an element's pixels as the element would be named. */
+  async #args<O extends { decode?: DecodeOptions }>(input: BrowserImageSource, options: O): Promise<[BrowserImageSource, O]> {
+    if (!this.worker) return [input, options];
+    const name = options.decode?.name ?? (typeof HTMLImageElement !== 'undefined' && input instanceof HTMLImageElement ? input.currentSrc || input.src || '<img>' : undefined);
+    const sendable = await handOver(input);
+    if ('clipIqaBrokenInput' in sendable) throw new ClipIqaError('E_IMAGE', `${name ?? '<image>'}: ${sendable.clipIqaBrokenInput}`);
+    return [sendable, name === undefined ? options : { ...options, decode: { ...options.decode, name } }];
   }
 }
-
-function decodeText(file: ReadFile): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(file.bytes);
-  } catch (e) {
-    throw new ClipIqaError('E_WEIGHTS_FORMAT', `${file.name}: the model config is not UTF-8 text (${errorMessage(e)}).`, { cause: e });
-  }
-}
-
-export { absoluteUrl };

@@ -138,6 +138,7 @@ const isA = <T>(ctor: { prototype: T } | undefined, v: unknown): v is T => typeo
 /** Decodes an input to RGB (HWC, 8-bit) with the call's merged decode options. */
 export async function decodeBrowserImage(input: BrowserImageSource, options: DecodeOptions, name: string): Promise<DecodedImage> {
   checkBrowserDecodeOptions(options);
+  if (input !== null && typeof input === 'object' && 'clipIqaBrokenInput' in input) throw new ClipIqaError('E_IMAGE', `${name}: ${String(input.clipIqaBrokenInput)}`);
   if (isA(globalThis.Blob, input)) return decodeBlob(input, options, name);
   if (isA(globalThis.ImageData, input)) return fromRgba(input.width, input.height, input.data, options, name);
   if (
