@@ -35,6 +35,7 @@ interface Expected {
 interface PageResult {
   backend: string;
   threads: number;
+  worker: boolean;
   results: { image: string; mode: 'none' | 'interpolate'; width: number; height: number; scores: Record<string, number>; features: number[] }[];
 }
 
@@ -130,7 +131,7 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
                 results.push({ image: url.split('/').pop()!, mode, width: r.width, height: r.height, scores: r.scores, features });
               }
             }
-            return { backend: iqa.backend, threads: iqa.threads, results };
+            return { backend: iqa.backend, threads: iqa.threads, worker: iqa.worker, results };
           } finally {
             await iqa.dispose();
           }
@@ -139,6 +140,7 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
       ) as PageResult;
       expect(got.backend).toBe('wasm'); // --disable-gpu: no WebGPU adapter, so the fallback
       expect(got.threads).toBeGreaterThanOrEqual(1);
+      expect(got.worker).toBe(true); // the default: the page's thread stays free
       const want = expected.variants[c.variant]!;
       expect(got.results).toHaveLength(expected.images.length * 2);
       for (const r of got.results) {
@@ -245,11 +247,11 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
       expect(got.out.blob!.source).toBe('<image>');
     });
 
-    it('computes score maps, batches with scoreMany (a bad image reported, the rest scored) and text embeddings', async () => {
+    it.each([true, false])('computes score maps, batches with scoreMany (a bad image reported, the rest scored) and text embeddings (worker: %s)', async (worker) => {
       const got = await page.evaluate(
-        async ({ model, image }) => {
+        async ({ model, image, worker }) => {
           const m = (window as unknown as { clipIqa: Api }).clipIqa;
-          const iqa = await m.ClipIqa.load({ model, cache: false });
+          const iqa = await m.ClipIqa.load({ model, cache: false, worker });
           try {
             const blob = await (await fetch(image)).blob();
             const maps = await iqa.scoreMaps(blob, ['quality', 'sharpness']);
@@ -258,13 +260,14 @@ describe.skipIf(reason)(`the browser build in Chromium${reason ? ` (skipped: ${r
               results.push(r.ok ? { ok: true, quality: r.scores.quality } : { ok: false, code: r.error.code, message: r.error.message });
             }
             const text = await iqa.embedText(['Good photo.', 'Bad photo.']);
-            return { maps: maps.map((x) => ({ name: x.name, width: x.width, height: x.height, n: x.scores.length })), results, text: text.map((t) => t.length), dim: iqa.architecture.embedDim };
+            return { maps: maps.map((x) => ({ name: x.name, width: x.width, height: x.height, n: x.scores.length })), results, text: text.map((t) => t.length), dim: iqa.architecture.embedDim, worker: iqa.worker };
           } finally {
             await iqa.dispose();
           }
         },
-        { model, image },
+        { model, image, worker },
       );
+      expect(got.worker).toBe(worker);
       expect(got.maps.map((x) => x.name)).toEqual(['quality', 'sharpness']);
       for (const x of got.maps) expect(x.n).toBe(x.width * x.height);
       expect(got.results.map((r) => r.ok)).toEqual([true, false, true]);

@@ -31,6 +31,7 @@ export interface ReadOptions {
   /** Keep downloads in Cache Storage and read them from there (default true). */
   readonly cache: boolean;
   readonly onProgress?: (p: LoadProgress) => void;
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface ReadFile {
@@ -109,7 +110,7 @@ async function readUrl(url: string, options: ReadOptions): Promise<ReadFile> {
   }
   let response: Response;
   try {
-    response = await fetch(url);
+    response = await fetch(url, options.headers ? { headers: options.headers } : undefined);
   } catch (e) {
     throw new ClipIqaError('E_DOWNLOAD', `${url}: the ${kind} could not be fetched (${errorMessage(e)}); check the URL, the network, and CORS headers if it is on another origin.`, { cause: e });
   }

@@ -16,6 +16,7 @@ import { BACKENDS, type Backend, type RuntimeOptions, browserRuntime } from '../
 import { Tokenizer } from '../text/tokenizer.js';
 import { OPEN_CLIP_CONFIG, TRANSFORMERS_CONFIG, WEIGHT_FILES, configFileFor } from '../weights/file-names.js';
 import { loadClipModel } from '../weights/layout.js';
+import type { ClipArchitecture } from '../weights/architecture.js';
 import { BROWSER_LIMIT_INPUT_PIXELS, type BrowserImageSource, checkBrowserDecodeOptions, decodeBrowserImage } from './decode.js';
 import { type FileSpec, type LoadProgress, type ReadFile, describe, isFileSpec, readFileSpec } from './files.js';
 
@@ -50,6 +51,13 @@ export interface BrowserLoadOptions {
   /** A name for the model in results (default: the URL or file name). */
   readonly name?: string;
   /**
+   * What is known of the model that its weights do not say (activation, heads), as a registry entry knows it (the
+   * serve page passes the server's); a config in a file map says it otherwise.
+   */
+  readonly architecture?: ClipArchitecture;
+  /** Headers for the downloads (e.g. `authorization` for a server that asks for a token). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
    * Run in a Web Worker (default true where workers exist), so that loading and scoring never freeze the page;
    * `false` runs in the calling thread.
    */
@@ -57,7 +65,7 @@ export interface BrowserLoadOptions {
 }
 
 const LOAD_OPTIONS: OptionSchema = {
-  keys: ['model', 'vocab', 'plus', 'plusPositional', 'positional', 'noisiness', 'decode', 'runtime', 'cache', 'onProgress', 'name', 'worker'],
+  keys: ['model', 'vocab', 'plus', 'plusPositional', 'positional', 'noisiness', 'decode', 'runtime', 'cache', 'onProgress', 'name', 'worker', 'architecture', 'headers'],
   nested: { decode: DECODE_OPTIONS, runtime: { keys: ['backend', 'precision', 'threads', 'graphOptimizationLevel', 'externalMinBytes'] } },
 };
 
@@ -140,7 +148,7 @@ export class LocalClipIqa extends ClipIqaEngine<BrowserImageSource> {
     const backend = await chooseBackend(options.runtime?.backend);
     browserRuntime.backend = backend;
 
-    const read = { cache: options.cache ?? true, onProgress: options.onProgress };
+    const read = { cache: options.cache ?? true, onProgress: options.onProgress, headers: options.headers };
     const spec = options.model;
     const { weights, config } = isFileSpec(spec) ? { weights: ['checkpoint', spec] as [string, FileSpec], config: undefined } : pickFromMap(spec);
     const [modelFile, configFile, vocabFile, plusFile] = await Promise.all([
@@ -150,7 +158,12 @@ export class LocalClipIqa extends ClipIqaEngine<BrowserImageSource> {
       options.plus === undefined ? undefined : readFileSpec(options.plus, 'CLIP-IQA+ context', { ...read, kind: 'plus' }),
     ]);
     const [clip, context] = await Promise.all([
-      loadClipModel({ weights: modelFile.bytes, source: modelFile.name, config: configFile && { source: configFile.name, text: decodeText(configFile) } }),
+      loadClipModel({
+        weights: modelFile.bytes,
+        source: modelFile.name,
+        config: configFile && { source: configFile.name, text: decodeText(configFile) },
+        architecture: options.architecture,
+      }),
       plusFile && loadLearnedContext(plusFile.bytes, plusFile.name),
     ]);
     const tokenizer = Tokenizer.fromBytes(vocabFile.bytes, vocabFile.name);

@@ -25,6 +25,7 @@ import { type ServerOptions, type Settings, resolveSettings } from './options.js
 import { embedRoute } from './routes/embed.js';
 import { healthRoutes } from './routes/health.js';
 import { infoRoutes } from './routes/info.js';
+import { modelFilesRoutes } from './routes/model-files.js';
 import { scoreRoute } from './routes/score.js';
 import { securityHeaders, staticPlugin } from './static.js';
 
@@ -83,6 +84,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   await app.register(scoreRoute);
   await app.register(embedRoute);
   await app.register(infoRoutes);
+  await app.register(modelFilesRoutes);
   await app.register(healthRoutes);
   await app.register(metricsRoute);
   if (settings.ui) await app.register(staticPlugin);

@@ -13,6 +13,8 @@ import { PACKAGE } from '../util/package.js';
 
 const WEB = join(PACKAGE.root, 'web');
 const DIST = join(PACKAGE.root, 'dist');
+/** The browser build (clip-iqa.js, its worker and chunks, onnxruntime-web's WASM files), for in-browser scoring. */
+const BROWSER = join(DIST, 'browser');
 
 /** Browser modules, relative to dist/: the page's own, and the radar chart shared with the HTML report. */
 function pageScripts(): string[] {
@@ -26,10 +28,15 @@ function pageScripts(): string[] {
   return [...own, 'report/radar.js'];
 }
 
-/** Everything the page may load or connect to: this origin only; blob: and data: for the user's own photos. */
+/**
+ * Everything the page may load or connect to: this origin only; blob: and data: for the user's own photos. WASM
+ * compilation ('wasm-unsafe-eval', which allows no JavaScript eval) and same-origin workers are for scoring in the
+ * browser (onnxruntime-web).
+ */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
-  "script-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "worker-src 'self'",
   "style-src 'self'",
   "img-src 'self' blob: data:",
   "connect-src 'self'",
@@ -74,6 +81,19 @@ export const staticPlugin = fp(
       app.get(`/assets/${script}`, { schema: { hide: true } }, (_request, reply) =>
         reply.header('cache-control', 'no-cache').sendFile(script, DIST, { cacheControl: false }),
       );
+    }
+    // Without the browser build (a package built by tsc alone) the page offers server scoring only.
+    if (existsSync(join(BROWSER, 'clip-iqa.js'))) {
+      await app.register(fastifyStatic, {
+        root: BROWSER,
+        prefix: '/assets/browser/',
+        decorateReply: false,
+        wildcard: false,
+        schemaHide: true,
+        cacheControl: false,
+        allowedPath: (path) => !path.endsWith('.map') && !path.endsWith('.d.ts'),
+        setHeaders: (reply) => void reply.header('cache-control', 'no-cache'),
+      });
     }
   },
   { name: 'clip-iqa-static' },
