@@ -11,6 +11,7 @@ import { promptsCommand } from './prompts.js';
 import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
 import { serveCommand } from './serve.js';
+import { siteCommand } from './site.js';
 
 
 export function createProgram(): Command {
@@ -25,6 +26,7 @@ export function createProgram(): Command {
   modelsCommand(program);
   reportCommand(program);
   serveCommand(program);
+  siteCommand(program);
   return program;
 }
 

@@ -163,8 +163,10 @@ async function ensure(item: Item): Promise<void> {
   item.again = false;
   render(item);
   try {
-    const doc = await slot(() => api.post<{ images: ImageResult[] }>('/v1/score', form));
-    const r = doc.images[0]!;
+    if (local.loading) await local.loading;
+    const r = local.on
+      ? await scoreHere(item.file, { attributes: askAttributes, pairs: askPairs, plus, heat })
+      : (await slot(() => api.post<{ images: ImageResult[] }>('v1/score', form))).images[0]!;
     if (r.error) throw new ApiError(400, r.error.code, r.error.message);
     item.width = r.width;
     item.height = r.height;
@@ -194,6 +196,107 @@ async function ensure(item: Item): Promise<void> {
   render(item);
   renderAll();
   if (item.again) void ensure(item);
+}
+
+// -- scoring in this browser ----------------------------------------------------------------------------------------
+
+/** GET v1/model/browser: the server's model as files for the browser build (server/model-files.ts). */
+interface BrowserManifest {
+  readonly available: boolean;
+  readonly reason?: string;
+  /** A static site (`clip-iqa site`): there is no server to score on. */
+  readonly site?: boolean;
+  readonly name?: string;
+  readonly model?: string | Record<string, string>;
+  readonly vocab?: string;
+  readonly plus?: string | null;
+  readonly plusPositional?: string;
+  readonly positional?: string;
+  readonly noisiness?: string;
+  readonly architecture?: unknown;
+}
+
+/** What the page uses of the browser build's ClipIqa (clip-iqa/browser), loaded only when the switch is turned on. */
+interface BrowserModel {
+  readonly backend: string;
+  readonly threads: number;
+  score(
+    input: Blob,
+    options: { attributes: string[]; prompts: string[]; plus: boolean; maps: string[] },
+  ): Promise<{ width: number; height: number; scores: Record<string, number>; maps?: { name: string; width: number; height: number; scores: Float32Array }[] }>;
+}
+interface BrowserApi {
+  ClipIqa: { load(options: Record<string, unknown>): Promise<BrowserModel> };
+}
+
+const local = {
+  manifest: undefined as BrowserManifest | undefined,
+  on: false,
+  model: undefined as BrowserModel | undefined,
+  /** The model is being loaded into this browser: photos dropped meanwhile wait for it rather than go to the server. */
+  loading: undefined as Promise<void> | undefined,
+};
+
+/** Scores one photo with the model in this browser: the same request the server would answer, and its answer's shape. */
+async function scoreHere(file: File, ask: { attributes: string[]; pairs: Pair[]; plus: boolean; heat: string }): Promise<ImageResult> {
+  const model = local.model!;
+  try {
+    const r = await model.score(file, {
+      attributes: ask.attributes,
+      prompts: ask.pairs.map((p) => `${p.name}=${p.positive}|${p.negative}`),
+      plus: ask.plus,
+      maps: ask.heat ? [ask.heat] : [],
+    });
+    return { file: file.name, width: r.width, height: r.height, scores: r.scores, maps: r.maps?.map((m) => ({ name: m.name, width: m.width, height: m.height, scores: Array.from(m.scores) })) };
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'E_BROWSER';
+    return { file: file.name, error: { code, message: (e as Error).message } };
+  }
+}
+
+const percent = (loaded: number, total: number | undefined) => (total ? ` ${Math.round((100 * loaded) / total)}%` : '');
+
+/** Loads the server's model into this browser (downloaded once, then from the browser's cache) and switches scoring to it. */
+async function useThisBrowser(on: boolean): Promise<void> {
+  const box = $<HTMLInputElement>('local');
+  if (!on) {
+    local.on = false;
+    renderLimits();
+    return;
+  }
+  const manifest = local.manifest!;
+  try {
+    if (!local.model) {
+      box.disabled = true;
+      const status = $('local-status');
+      status.hidden = false;
+      status.textContent = 'loading the model into this browser…';
+      const api = (await import(new URL('assets/browser/clip-iqa.js', document.baseURI).href)) as BrowserApi;
+      const token = sessionStorage.getItem('clip-iqa-token');
+      local.model = await api.ClipIqa.load({
+        model: manifest.model,
+        vocab: manifest.vocab,
+        ...(manifest.plus ? { plus: manifest.plus, ...(manifest.plusPositional ? { plusPositional: manifest.plusPositional } : {}) } : {}),
+        positional: manifest.positional,
+        noisiness: manifest.noisiness,
+        ...(manifest.architecture ? { architecture: manifest.architecture } : {}),
+        name: manifest.name,
+        ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+        onProgress: (p: { kind: string; loaded: number; total?: number; cached: boolean }) => {
+          status.textContent = `loading the ${p.kind}${p.cached ? ' from this browser’s cache' : ''}…${percent(p.loaded, p.total)}`;
+        },
+      });
+      status.textContent = `scoring in this browser (${local.model.backend}${local.model.backend === 'wasm' ? `, ${local.model.threads} thread${local.model.threads > 1 ? 's' : ''}` : ''})`;
+    }
+    local.on = true;
+  } catch (e) {
+    box.checked = false;
+    $('local-status').hidden = true;
+    showMessage(`Scoring in this browser is not possible: ${(e as Error).message}`, true);
+  } finally {
+    box.disabled = manifest.site === true;
+  }
+  renderLimits();
 }
 
 // -- rendering ------------------------------------------------------------------------------------------------------
@@ -493,19 +596,51 @@ function wire(): void {
   new ResizeObserver(() => state.items.forEach(paintHeat)).observe($('cards'));
 }
 
+let limits: ModelsInfo['limits'] | undefined;
+
+function renderLimits(): void {
+  if (!limits) return;
+  $('limits').textContent = local.on
+    ? 'JPEG, PNG, WebP, AVIF or GIF · scored in this browser, nothing is uploaded'
+    : `JPEG, PNG, WebP, AVIF, TIFF or GIF up to ${megabytes(limits.maxUploadBytes)} and ${megapixels(limits.maxImagePixels ?? limits.maxPixels)} · scored on the server, not kept`;
+}
+
+/** Shows the switch when the server's model can be scored here (a file it can serve, module workers, WASM). */
+async function offerThisBrowser(): Promise<void> {
+  if (typeof WebAssembly !== 'object' || typeof Worker !== 'function') return;
+  try {
+    local.manifest = await api.getJson<BrowserManifest>('v1/model/browser');
+  } catch {
+    return; // an older server, or the route is not there: server scoring only
+  }
+  if (!local.manifest.available) return;
+  const box = $<HTMLInputElement>('local');
+  $('local-label').hidden = false;
+  const use = (on: boolean) => {
+    local.loading = useThisBrowser(on).finally(() => (local.loading = undefined));
+    return local.loading;
+  };
+  box.addEventListener('change', () => void use(box.checked));
+  if (local.manifest.site) {
+    box.checked = true;
+    await use(true);
+  }
+}
+
 async function start(): Promise<void> {
   wire();
   try {
-    const [models, prompts] = await Promise.all([api.getJson<ModelsInfo>('/v1/models'), api.getJson<PromptsInfo>('/v1/prompts')]);
+    const [models, prompts] = await Promise.all([api.getJson<ModelsInfo>('v1/models'), api.getJson<PromptsInfo>('v1/prompts')]);
     state.model = models.model;
     state.attributes = [...prompts.attributes];
     state.sets = { ...prompts.sets };
     state.set = prompts.default;
     const m = models.model;
     $('model').textContent = `${m.name} · ${m.description}${m.plus ? ` · CLIP-IQA+ (${m.plus})` : ''}`;
-    $('limits').textContent =
-      `JPEG, PNG, WebP, AVIF, TIFF or GIF up to ${megabytes(models.limits.maxUploadBytes)} and ${megapixels(models.limits.maxImagePixels ?? models.limits.maxPixels)} · scored on the server, not kept`;
+    limits = models.limits;
+    renderLimits();
     $<HTMLSelectElement>('set').value = state.set;
+    await offerThisBrowser();
     document.body.dataset.ready = 'true';
     renderControls();
     renderAll();

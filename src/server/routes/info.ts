@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_REGISTRY } from '../../hub/registry.js';
-import { ATTRIBUTES, ATTRIBUTE_SETS, DEFAULT_ATTRIBUTES, ENSEMBLE_PAIRS, findAttribute } from '../../iqa/prompts.js';
+import { ATTRIBUTES, ATTRIBUTE_SETS, DEFAULT_ATTRIBUTES, ENSEMBLE_PAIRS, type NoisinessPolarity, findAttribute } from '../../iqa/prompts.js';
 import { pixelsWithin } from '../../model/memory.js';
 import { describeArchitecture } from '../../weights/architecture.js';
 import { inferenceErrors, modelsResponse, promptsResponse } from '../schemas.js';
@@ -14,6 +14,25 @@ const defaultSet = Object.entries(ATTRIBUTE_SETS).find(([, v]) => v.join() === D
 
 /** A context's file name, not where it lies on the server. */
 export const contextName = (source: string | undefined): string | null => (source === undefined ? null : basename(source));
+
+/** GET /v1/prompts's answer. Polarity is the server's (--noisiness): the prompts listed are the prompts scored. */
+export function promptsInfo(noisiness: NoisinessPolarity) {
+  const attributes = ATTRIBUTES.map((a) => findAttribute(a.name, noisiness)!).map((a) => ({
+    name: a.name,
+    group: a.group,
+    positive: a.positive,
+    negative: a.negative,
+    high: a.high,
+    low: a.low,
+  }));
+  return {
+    attributes,
+    sets: ATTRIBUTE_SETS,
+    default: defaultSet,
+    noisiness,
+    ensemble: ENSEMBLE_PAIRS.map((p) => ({ positive: p.positive, negative: p.negative })),
+  };
+}
 
 export async function infoRoutes(app: FastifyInstance): Promise<void> {
   const settings = app.clip.settings;
@@ -76,15 +95,7 @@ export async function infoRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  // Polarity is the server's (--noisiness): the prompts listed are the prompts scored.
-  const attributes = ATTRIBUTES.map((a) => findAttribute(a.name, settings.noisiness)!).map((a) => ({
-    name: a.name,
-    group: a.group,
-    positive: a.positive,
-    negative: a.negative,
-    high: a.high,
-    low: a.low,
-  }));
+  const prompts = promptsInfo(settings.noisiness);
   app.get(
     '/v1/prompts',
     {
@@ -96,12 +107,6 @@ export async function infoRoutes(app: FastifyInstance): Promise<void> {
         response: { 200: promptsResponse, 401: unauthorized },
       },
     },
-    async () => ({
-      attributes,
-      sets: ATTRIBUTE_SETS,
-      default: defaultSet,
-      noisiness: settings.noisiness,
-      ensemble: ENSEMBLE_PAIRS.map((p) => ({ positive: p.positive, negative: p.negative })),
-    }),
+    async () => prompts,
   );
 }
