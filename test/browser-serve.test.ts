@@ -21,8 +21,9 @@ const MODEL = fixture('tiny-rn', 'model.safetensors');
 const CTX = fixture('tiny-rn', 'clipiqa+-ctx.pth');
 const reason = browserUnavailable();
 
+/** All cards scored. Generous: a page's first model load compiles onnxruntime-web's WASM in a fresh worker (seconds on a busy machine). */
 const settled = (page: Page, n: number) =>
-  page.waitForFunction((count) => document.querySelectorAll('.card[data-state="done"]').length === count && !document.querySelector('.card.pending'), n);
+  page.waitForFunction((count) => document.querySelectorAll('.card[data-state="done"]').length === count && !document.querySelector('.card.pending'), n, { timeout: 90_000 });
 
 /** Every score value on a photo's card. */
 async function cardScores(page: Page, file: string): Promise<Record<string, number>> {
@@ -118,6 +119,8 @@ describe.skipIf(reason)(`scoring in the browser from the serve page and a static
         await page.setInputFiles('#files', [photo('chelsea.png'), photo('camera.png')]);
         await settled(page, 2);
         const scores = await cardScores(page, 'camera.png');
+        // The site names the model by its file, not by where it lay on the machine that wrote the site.
+        expect(await page.locator('#model').textContent()).toMatch(/^model\.safetensors · .* · CLIP-IQA\+ \(clipiqa\+-ctx\.pth\)$/);
         expect(scores.quality).toBeGreaterThan(0);
         expect(scores.quality).toBeLessThan(1);
         expect(seen.pageErrors).toEqual([]);

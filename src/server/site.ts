@@ -5,7 +5,7 @@
  * from any static host, under any path.
  */
 import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { ClipIqa, type ClipIqaOptions } from '../api.js';
 import { ClipIqaError, errorMessage } from '../errors.js';
 import { PACKAGE } from '../util/package.js';
@@ -64,7 +64,9 @@ export async function writeSite(outDir: string, options: ClipIqaOptions): Promis
     bytes += (await readFile(path)).length;
   };
   try {
-    const { manifest, files } = await browserModelFiles(options, iqa.name);
+    // Named by its file: the site must not tell visitors where the model lay on this machine.
+    const name = options.name ?? (isAbsolute(iqa.name) ? basename(iqa.name) : iqa.name);
+    const { manifest, files } = await browserModelFiles(options, name);
     if (!manifest.available) throw new ClipIqaError('E_OPTION', `the site cannot hold this model: ${manifest.reason}`);
     // The model's folder is replaced whole: files of an earlier model must not linger under their old versions.
     await rm(join(outDir, 'v1'), { recursive: true, force: true });
@@ -74,7 +76,7 @@ export async function writeSite(outDir: string, options: ClipIqaOptions): Promis
       'v1/models',
       JSON.stringify({
         model: {
-          name: iqa.name,
+          name,
           description: iqa.describe(),
           family: vision.family,
           resolution: vision.resolution,
@@ -82,7 +84,7 @@ export async function writeSite(outDir: string, options: ClipIqaOptions): Promis
           logitScale: iqa.logitScale,
           positional: manifest.positional,
           maps: vision.family === 'resnet',
-          plus: iqa.context ? (manifest.plus ?? '').split('/').pop() || 'clipiqa+' : null,
+          plus: iqa.context ? decodeURIComponent((manifest.plus ?? '').split('/').pop() ?? '') || 'clipiqa+' : null,
         },
         // Nothing is uploaded: the browser's own limits apply (the browser build refuses images past 2^24 pixels).
         limits: { maxUploadBytes: 0, maxFiles: 0, maxPixels: 2 ** 24 },
