@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CONFIGS, randomClip, toSafetensors } from '../bench/random-clip.js';
 import { ClipIqa } from '../src/api.js';
+import { decodeImage } from '../src/image/decode.js';
 import { PACKAGE } from '../src/util/package.js';
 import { launchChromium } from '../test/helpers/browser.js';
 import { startStaticServer } from '../test/helpers/static-server.js';
@@ -48,6 +49,7 @@ interface Row {
   runs: number[];
 }
 const rows: Row[] = [];
+const decoding: Record<string, unknown>[] = [];
 
 for (const threads of THREADS) {
   const iqa = await ClipIqa.load({ model: modelPath, featureCache: false, runtime: { threads } });
@@ -66,8 +68,10 @@ for (const threads of THREADS) {
   await iqa.dispose();
 }
 
+const PHOTOS = ['rocket.jpg', 'chelsea.png', 'camera.png'];
+const photosDir = join(PACKAGE.root, 'test', 'fixtures', 'photos');
 const server = await startStaticServer({
-  mounts: { '/app/': join(PACKAGE.root, 'dist', 'browser'), '/model/': dir },
+  mounts: { '/app/': join(PACKAGE.root, 'dist', 'browser'), '/model/': dir, '/photos/': photosDir },
   pages: { '/': `<!doctype html><script type="module">import * as m from '/app/clip-iqa.js'; window.clipIqa = m;</script>` },
   isolated: true,
 });
@@ -110,11 +114,49 @@ try {
     }
     await page.close();
   }
+  // Decoding: the browser build's createImageBitmap + canvas read-back against sharp, per ICC mode.
+  const page = await browser.newPage();
+  await page.goto(server.url('/'));
+  for (const icc of ['convert', 'ignore'] as const) {
+    for (const name of PHOTOS) {
+      const got = await page.evaluate(
+        async ({ url, icc }) => {
+          const bitmap = await createImageBitmap(await (await fetch(url)).blob(), {
+            colorSpaceConversion: icc === 'convert' ? 'default' : 'none',
+            premultiplyAlpha: 'none',
+            imageOrientation: 'from-image',
+          });
+          const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+          const ctx = canvas.getContext('2d', { willReadFrequently: true, colorSpace: 'srgb' })!;
+          ctx.drawImage(bitmap, 0, 0);
+          const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+          const rgb: number[] = [];
+          for (let i = 0; i < rgba.length; i += 4) rgb.push(rgba[i]!, rgba[i + 1]!, rgba[i + 2]!);
+          return { width: bitmap.width, height: bitmap.height, rgb };
+        },
+        { url: `/photos/${name}`, icc },
+      );
+      const ref = await decodeImage(join(photosDir, name), { icc });
+      let sum = 0;
+      let max = 0;
+      let over2 = 0;
+      for (let i = 0; i < ref.data.length; i++) {
+        const d = Math.abs(got.rgb[i]! - ref.data[i]!);
+        sum += d;
+        max = Math.max(max, d);
+        if (d > 2) over2++;
+      }
+      const row = { photo: name, icc, size: `${got.width}×${got.height}`, sameSize: got.width === ref.width && got.height === ref.height, meanAbs: sum / ref.data.length, maxAbs: max, shareOver2: over2 / ref.data.length };
+      decoding.push(row);
+      console.log(`decoding ${name} (icc ${icc}) in Chromium vs sharp: mean |Δ| ${row.meanAbs.toFixed(3)}, max ${max}, ${(100 * row.shareOver2).toFixed(2)}% of samples off by more than 2`);
+    }
+  }
+  await page.close();
 } finally {
   await browser.close();
   await server.close();
 }
 
-const doc = { about: 'ms per image (median), RN50-shaped random weights, 12 attributes, decoded pixels', runsEach: RUNS, chromium: browser.version(), rows };
+const doc = { about: 'ms per image (median), RN50-shaped random weights, 12 attributes, decoded pixels; decoding vs sharp', runsEach: RUNS, rows, decoding };
 writeFileSync(values.out!, `${JSON.stringify(doc, null, 2)}\n`);
 console.log(`wrote ${values.out}`);

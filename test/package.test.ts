@@ -83,6 +83,10 @@ describe('the packed package, installed offline', () => {
       expect(files).toContain(f);
     }
     for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/server/index.js', 'dist/server/index.d.ts', 'dist/cli/bin.js']) expect(files).toContain(f);
+    // The browser build, ready to copy to a static host (clip-iqa/browser).
+    for (const f of ['clip-iqa.js', 'clip-iqa-worker.js', 'api.d.ts', 'ort-wasm-simd-threaded.jsep.wasm', 'ort-wasm-simd-threaded.jsep.mjs', 'bpe_simple_vocab_16e6.txt.gz']) {
+      expect(files).toContain(`dist/browser/${f}`);
+    }
     expect(files.filter((f) => /^(src|test|bench|scripts)\//.test(f) || f.endsWith('.map'))).toEqual([]);
   });
 
@@ -120,6 +124,8 @@ console.log(typeof server.startServer, scores.quality.toFixed(6));`;
     ['nodenext', 'nodenext'],
     ['bundler', 'esnext'],
   ])('types resolve for every entry under moduleResolution %s', async (moduleResolution, module) => {
+    // The browser entry (DOM types) is for bundlers.
+    const browserEntry = moduleResolution === 'bundler';
     const src = join(project, `types-${moduleResolution}`);
     mkdirSync(src);
     writeFileSync(
@@ -133,7 +139,12 @@ const wrong: string = iqa.logitScale;
 const scores: ImageScores['scores'] = {};
 const options: ServerOptions = {};
 export { scale, wrong, scores, options, startServer, ClipIqaError, hub };
-`,
+` +
+        (browserEntry
+          ? `import { ClipIqa as BrowserClipIqa } from 'clip-iqa/browser';
+export const load: (o: { model: string }) => Promise<BrowserClipIqa> = (o) => BrowserClipIqa.load(o);
+`
+          : ''),
     );
     const tsconfig = {
       compilerOptions: {
@@ -144,6 +155,7 @@ export { scale, wrong, scores, options, startServer, ClipIqaError, hub };
         noEmit: true,
         skipLibCheck: true,
         types: ['node'],
+        lib: ['ES2023', 'DOM'],
         typeRoots: [join(repoRoot, 'node_modules', '@types')],
       },
       files: ['index.ts'],

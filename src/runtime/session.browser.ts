@@ -4,6 +4,12 @@ import { ClipIqaError, errorMessage } from '../errors.js';
 import type { SerializedModel } from '../graph/builder.js';
 import { type RuntimeOptions, sessionOptions } from './options.js';
 
+/**
+ * onnxruntime-web runs one inference at a time ("Session already started" for a second concurrent run), where
+ * onnxruntime-node takes concurrent calls: runs are queued, page-wide, so that callers may overlap as in Node.
+ */
+let queue: Promise<unknown> = Promise.resolve();
+
 export class OrtSession {
   readonly label: string;
   readonly #session: InferenceSession;
@@ -24,8 +30,10 @@ export class OrtSession {
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const run = queue.then(() => this.#session.run(feeds));
+    queue = run.catch(() => undefined);
     try {
-      return await this.#session.run(feeds);
+      return await run;
     } catch (e) {
       throw new ClipIqaError('E_RUNTIME', `onnxruntime-web failed running the ${this.label} graph: ${errorMessage(e)}`, { cause: e });
     }
