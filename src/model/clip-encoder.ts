@@ -57,6 +57,7 @@ export class OnnxClipEncoder implements ClipEncoder {
   readonly #options: ClipEncoderOptions;
   readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
   readonly #resampled = new Map<number, Float32Array>();
+  readonly #origins = new Map<string, 'cache' | 'built'>();
   #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
 
   private constructor(weights: ModelWeights, options: ClipEncoderOptions) {
@@ -81,6 +82,11 @@ export class OnnxClipEncoder implements ClipEncoder {
    */
   static fromWeights(weights: ModelWeights, options: ClipEncoderOptions = {}): OnnxClipEncoder {
     return new OnnxClipEncoder(weights, { ...options, architecture: weights.architecture });
+  }
+
+  /** Where each graph in use came from: the graph cache, or built from the weights in this process. */
+  get graphOrigins(): ReadonlyMap<string, 'cache' | 'built'> {
+    return this.#origins;
   }
 
   /** Reads the weights now if they are not yet (`tokenEmbeddings` needs them). */
@@ -186,7 +192,10 @@ export class OnnxClipEncoder implements ClipEncoder {
         const cacheKey = await this.#cacheKey(key);
         if (cacheKey) {
           const cached = await traced(`${key} graph from the cache`, () => this.#cachedSession(key, cacheKey, options));
-          if (cached) return cached;
+          if (cached) {
+            this.#origins.set(key, 'cache');
+            return cached;
+          }
         }
         const model = await traced(`${key} graph built`, async () => (await this.#build(key)).serialize({ externalMinBytes: this.#options.externalMinBytes }));
         const pending = cacheKey ? await this.#options.graphs!.cache.begin(cacheKey) : undefined;
@@ -196,6 +205,7 @@ export class OnnxClipEncoder implements ClipEncoder {
             const what = `${key} ${key === 'text' || key.startsWith('preprocess') ? 'float32' : this.precision}`;
             if (!(await pending.commit({ kind: 'graph', what, model: this.#options.graphs!.name }))) trace(`${key} graph not cached`);
           }
+          this.#origins.set(key, 'built');
           return created;
         } catch (e) {
           await pending?.discard();
