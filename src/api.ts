@@ -8,6 +8,7 @@
  * text features (iqa/text-features); features → scores (iqa/score).
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
 import { type FileRequest, type ResolvedFile, resolveSources } from './hub/resolve.js';
 import type { HubOptions } from './hub/settings.js';
@@ -26,7 +27,7 @@ import {
   resolveAttributes,
 } from './iqa/prompts.js';
 import { pairScores } from './iqa/score.js';
-import { TextFeatureCache } from './iqa/text-features.js';
+import { TextFeatureCache, TokenMemo } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
 import { GraphCache, graphCacheBytes } from './model/graph-cache.js';
 import { openClipModel } from './model/model-weights.js';
@@ -267,6 +268,7 @@ export class ClipIqa {
     name: string,
     options: ClipIqaOptions,
     modelSha256: string | null,
+    memo?: TokenMemo,
   ) {
     this.encoder = encoder;
     this.modelSha256 = modelSha256;
@@ -275,7 +277,7 @@ export class ClipIqa {
     this.#plusPrompts = plus?.prompts;
     this.name = name;
     this.#options = options;
-    this.#text = new TextFeatureCache(encoder, tokenizer);
+    this.#text = new TextFeatureCache(encoder, tokenizer, undefined, memo);
   }
 
   static async load(options: ClipIqaOptions = {}): Promise<ClipIqa> {
@@ -323,6 +325,8 @@ export class ClipIqa {
       ...(store ? { store } : {}),
       ...(graphs && clip.cacheKey ? { graphs: { cache: graphs, model: clip.cacheKey, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } } : {}),
     });
+    // Cached graphs open in the background while the caller goes on (reads the vocabulary, decodes its image).
+    onnx.prefetch(options.positional ?? 'none');
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
     // The learned prompts take token embeddings from the weights.
     if (context) await onnx.loadWeights();
@@ -337,7 +341,9 @@ export class ClipIqa {
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256);
+    // Token rows of prompts seen before, per vocabulary: the vocabulary is then never parsed.
+    const memo = store ? new TokenMemo(join(cacheRoot, 'features', `tokens-${tokenizer.digest.slice(0, 16)}.json`)) : undefined;
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256, memo);
   }
 
   get architecture(): ClipArchitecture {

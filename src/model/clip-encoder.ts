@@ -58,6 +58,7 @@ export class OnnxClipEncoder implements ClipEncoder {
   readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
   readonly #resampled = new Map<number, Float32Array>();
   readonly #origins = new Map<string, 'cache' | 'built'>();
+  #disposed = false;
   #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
 
   private constructor(weights: ModelWeights, options: ClipEncoderOptions) {
@@ -82,6 +83,22 @@ export class OnnxClipEncoder implements ClipEncoder {
    */
   static fromWeights(weights: ModelWeights, options: ClipEncoderOptions = {}): OnnxClipEncoder {
     return new OnnxClipEncoder(weights, { ...options, architecture: weights.architecture });
+  }
+
+  /**
+   * Starts opening, in the background, the cached graphs a score call in positional mode `mode` uses (preprocessing
+   * and the image tower), so that onnxruntime maps them while the caller reads its image. Graphs not in the cache
+   * are left to be built on first use.
+   */
+  prefetch(mode: PositionalMode): void {
+    const keys: GraphKey[] = ['preprocess-8', mode === 'none' ? 'image' : 'image-positions'];
+    for (const key of keys) {
+      void (async () => {
+        const cacheKey = await this.#cacheKey(key);
+        if (!cacheKey || this.#disposed || this.#sessions.has(key) || !(await this.#options.graphs!.cache.find(cacheKey))) return;
+        if (!this.#disposed && !this.#sessions.has(key)) await this.#session(key);
+      })().catch(() => undefined);
+    }
   }
 
   /** Where each graph in use came from: the graph cache, or built from the weights in this process. */
@@ -220,6 +237,7 @@ export class OnnxClipEncoder implements ClipEncoder {
   }
 
   async dispose(): Promise<void> {
+    this.#disposed = true;
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
     for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.dispose();
