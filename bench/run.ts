@@ -3,6 +3,7 @@
  *
  *   npm run bench -- [--quick] [--sections towers,text,torch,e2e,coldstart] [--archs rn50,vitb32]
  *                    [--precisions float32,int8] [--threads 2] [--runs 5] [--images 12] [--out file.json] [--no-wait]
+ *                    [--baseline path/to/other/dist/cli/bin.js]
  *
  * Checkpoints are RN50- and ViT-B/32-shaped with deterministic random values (same names and shapes as OpenAI's;
  * speed does not depend on the values). Measured, each as the median of `runs` timed calls after warm-up:
@@ -17,7 +18,8 @@
  *   - coldstart: process start to the first score printed (`clip-iqa score -a quality` on one 224×224 JPEG, random
  *     checkpoints written as float32 safetensors), with nothing cached and with the caches warm (graphs, checkpoint
  *     summary, text features), and peak RSS, per architecture and precision; `clip-iqa serve` until it says ready;
- *     and `python3 -c "import torch"` measured in the same run, for scale.
+ *     and `python3 -c "import torch"` measured in the same run, for scale. `--baseline` runs the same cold starts
+ *     with another build's CLI too (an earlier commit's dist/cli/bin.js), for before/after figures in one run.
  * A first line measures a plain 2048³ MatMul, since on a shared machine the share of the cores one gets varies;
  * and before each measurement the bench waits (up to 30 s) for the cores to be idle (Linux; --no-wait skips it).
  * Prints a table and writes everything to bench-results/bench-<date>.json. Not a test: it asserts nothing.
@@ -56,6 +58,7 @@ const { values: opts } = parseArgs({
     runs: { type: 'string' },
     images: { type: 'string' },
     out: { type: 'string' },
+    baseline: { type: 'string' },
     'no-wait': { type: 'boolean', default: false },
   },
 });
@@ -184,6 +187,8 @@ interface CliRun {
 }
 
 interface ColdRun {
+  /** `this build`, or the --baseline CLI. */
+  cli: string;
   arch: string;
   precision: Precision;
   /** `nothing cached`, `caches warm` or `serve ready (caches warm)`. */
@@ -478,7 +483,8 @@ async function timeProcess(command: string, args: string[], env: NodeJS.ProcessE
 
 async function coldstart(): Promise<void> {
   const vocab = join(repoRoot, 'assets', 'bpe_simple_vocab_16e6.txt.gz');
-  const cli = join(compiledRoot, 'src', 'cli', 'bin.js');
+  const clis: [string, string][] = [['this build', join(compiledRoot, 'src', 'cli', 'bin.js')]];
+  if (opts.baseline) clis.push([`baseline`, resolve(opts.baseline)]);
   const hook = pathToFileURL(join(here, 'rss-hook.js')).href;
   const tmp = mkdtempSync(join(tmpdir(), 'clip-iqa-coldstart-'));
   const warmRuns = quick ? 3 : 5;
@@ -490,18 +496,19 @@ async function coldstart(): Promise<void> {
       const model = join(tmp, `${arch}.safetensors`);
       note(`cold start: writing a random ${arch} checkpoint (float32)…`);
       writeFileSync(model, toSafetensors(randomClip(CONFIGS[arch]), 'F32'));
-      for (const precision of precisions) {
+      for (const [label, cli] of clis) for (const precision of precisions) {
         const cache = join(tmp, `cache-${arch}-${precision}`);
         const env = { ...process.env, CLIP_IQA_HOME: cache, CLIP_IQA_OFFLINE: '1' };
         const base = [...['--import', hook, cli], 'score', '-m', model, '--vocab', vocab, '-a', 'quality', '--json', '--quiet', '--threads', String(threads), '--precision', precision];
-        note(`cold start ${arch} ${precision}: nothing cached…`);
+        note(`cold start ${label} ${arch} ${precision}: nothing cached…`);
         const cold = await timeProcess(process.execPath, [...base, photo], env);
         if (!cold.ok) results.notes.push(`cold start ${arch} ${precision} failed: ${cold.err.trim().split('\n').pop()}`);
-        results.coldstart.runs.push({ arch, precision, state: 'nothing cached', seconds: cold.seconds, all: [cold.seconds], peakRssMiB: cold.peakRssMiB });
-        note(`cold start ${arch} ${precision}: caches warm…`);
+        results.coldstart.runs.push({ cli: label, arch, precision, state: 'nothing cached', seconds: cold.seconds, all: [cold.seconds], peakRssMiB: cold.peakRssMiB });
+        note(`cold start ${label} ${arch} ${precision}: caches warm…`);
         const warm = [];
         for (let i = 0; i < warmRuns; i++) warm.push(await timeProcess(process.execPath, [...base, photo], env));
         results.coldstart.runs.push({
+          cli: label,
           arch,
           precision,
           state: 'caches warm',
@@ -510,12 +517,14 @@ async function coldstart(): Promise<void> {
           peakRssMiB: Math.max(...warm.map((w) => w.peakRssMiB ?? 0)) || null,
         });
         if (precision === precisions[0]) {
-          note(`serve ${arch} ${precision}: until ready…`);
+          note(`serve ${label} ${arch} ${precision}: until ready…`);
           const serveArgs = [...['--import', hook, cli], 'serve', '-m', model, '--vocab', vocab, '--port', '0', '--threads', String(threads), '--precision', precision, '--log-level', 'silent'];
+          // The first start also computes what the server warms up (text features of every attribute, the dense graph).
+          await timeProcess(process.execPath, serveArgs, env, /ready:/);
           const serve = [];
           for (let i = 0; i < Math.min(3, warmRuns); i++) serve.push(await timeProcess(process.execPath, serveArgs, env, /ready:/));
           if (!serve.every((r) => r.ok)) results.notes.push(`serve ${arch} did not say ready: ${serve.map((r) => r.err.trim().split('\n').pop()).join(' | ')}`);
-          results.coldstart.runs.push({ arch, precision, state: 'serve ready (caches warm)', seconds: round(median(serve.map((r) => r.seconds)), 3), all: serve.map((r) => r.seconds), peakRssMiB: null });
+          results.coldstart.runs.push({ cli: label, arch, precision, state: 'serve ready (caches warm)', seconds: round(median(serve.map((r) => r.seconds)), 3), all: serve.map((r) => r.seconds), peakRssMiB: null });
         }
         rmSync(cache, { recursive: true, force: true });
       }
@@ -588,8 +597,8 @@ function report(): void {
   if (results.coldstart.runs.length) {
     log(`Cold start: process start → first score printed (clip-iqa score -a quality, one 224×224 JPEG; random float32 checkpoints; median of ${quick ? 3 : 5} warm runs)`);
     table(
-      ['model', 'precision', 'state', 'seconds', 'runs', 'peak RSS MiB'],
-      results.coldstart.runs.map((r) => [r.arch, r.precision, r.state, r.seconds, r.all.join(' '), r.peakRssMiB ?? '–']),
+      ['clip-iqa', 'model', 'precision', 'state', 'seconds', 'runs', 'peak RSS MiB'],
+      results.coldstart.runs.map((r) => [r.cli, r.arch, r.precision, r.state, r.seconds, r.all.join(' '), r.peakRssMiB ?? '–']),
     );
     if (results.coldstart.torchImport) log(`for scale: python3 -c "import torch" took ${results.coldstart.torchImport.seconds} s (median) in this run`);
     if (results.coldstart.note) log(results.coldstart.note);

@@ -39,6 +39,7 @@ import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, typ
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
+import { readCheckpointFile } from './weights/limits.js';
 import { StateDict } from './weights/state-dict.js';
 import { EMBED_IMAGE_OPTIONS, LOAD_OPTIONS, SCORE_MANY_OPTIONS, SCORE_MAPS_OPTIONS, SCORE_OPTIONS, checkOptions } from './known-options.js';
 
@@ -289,9 +290,15 @@ export class ClipIqa {
     const { model } = options;
     const { modelFile, vocabFile, plusFile, cacheRoot } = await traced('model files resolved', () => resolveModelFiles(options));
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
+    // A checkpoint not hashed before is read once, for its hash and its weights.
+    let bytes: Uint8Array | undefined;
+    const readAndHash = async (real: string) => {
+      bytes = await readCheckpointFile(real);
+      return traced('checkpoint hashed', () => createHash('sha256').update(bytes!).digest('hex'));
+    };
     const sha256: Promise<string | null> = (async () =>
       modelFile
-        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot).catch(() => null))
+        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot, readAndHash).catch(() => null))
         : model instanceof Uint8Array
           ? createHash('sha256').update(model).digest('hex')
           : null)();
@@ -306,6 +313,7 @@ export class ClipIqa {
             architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
           },
           graphs && sha256 ? { cache: graphs, sha256, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } : undefined,
+          bytes,
         ),
       ),
       traced('vocabulary read', () => (options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path))),

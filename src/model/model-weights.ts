@@ -107,7 +107,12 @@ class LazyWeights implements ModelWeights {
  * The model behind `files`: from the cached summary when there is one (the checkpoint is read later, if ever),
  * else read now and its summary cached.
  */
-export async function openClipModel(files: ClipModelFiles, key?: ModelCacheKey): Promise<ModelWeights & { readonly cacheKey?: string }> {
+export async function openClipModel(
+  files: ClipModelFiles,
+  key?: ModelCacheKey,
+  /** The checkpoint file's bytes when the caller has read them already (to hash them): read from there, not again. */
+  bytes?: Uint8Array,
+): Promise<ModelWeights & { readonly cacheKey?: string }> {
   const cacheKey =
     key?.cache.enabled && typeof files.weights === 'string'
       ? graphKey({
@@ -136,7 +141,8 @@ export async function openClipModel(files: ClipModelFiles, key?: ModelCacheKey):
       await key.cache.remove(cacheKey);
     }
   }
-  const { sd, architecture } = await traced('checkpoint read', () => loadClipModel(files));
+  const path = typeof files.weights === 'string' ? files.weights : undefined;
+  const { sd, architecture } = await traced('checkpoint read', () => loadClipModel(bytes && path ? { ...files, weights: bytes, source: files.source ?? path } : files));
   const weights = weightsOf(sd, architecture);
   if (key && cacheKey) {
     const pending = await key.cache.begin(cacheKey);
