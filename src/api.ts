@@ -80,8 +80,9 @@ export interface ClipIqaOptions {
    */
   readonly precision?: Precision;
   /**
-   * Keep text features (and int8 calibration ranges) on disk under the cache root, per model, so that later runs
-   * skip the text tower (default true).
+   * Keep text features, int8 calibration ranges, prompt tokens and onnxruntime's optimised graphs on disk under the
+   * cache root, per model, so that later runs skip the text tower and start without building a graph or reading
+   * the checkpoint (default true; the graphs' share is bounded by `CLIP_IQA_GRAPH_CACHE_MB`, 0 turns it off).
    */
   readonly featureCache?: boolean;
   /** Where and how files are fetched: cache directory, offline mode, mirror, progress, quiet, … */
