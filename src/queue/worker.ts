@@ -13,6 +13,7 @@ import type { RuntimeOptions } from '../runtime/options.js';
 import type { QueueConnection } from './enqueue.js';
 import { type BatchKeys, DEFAULT_PREFIX, batchKeys, batchesKey, checkBatchName, checkPrefix } from './keys.js';
 import { connect, open } from './redis.js';
+import { ScorePipeline } from './pipeline.js';
 import { saveRow } from './rows.js';
 import { type BatchSettings, decodeSettings, loadOptions, modelKey, scoreOptions } from './settings.js';
 
@@ -41,7 +42,7 @@ export type WorkerEvent =
 export interface WorkerOptions extends QueueConnection {
   /** Batches to serve; default every batch under the prefix, as they are added. */
   readonly batches?: readonly string[];
-  /** Jobs in hand at once, per batch (decoding one while another runs the network); default 2. */
+  /** Images in hand at once, per batch: one runs the network while the others download and decode; default 3. */
   readonly concurrency?: number;
   /** onnxruntime settings of this machine (threads, device). */
   readonly runtime?: RuntimeOptions;
@@ -86,7 +87,7 @@ interface Served {
 export async function startWorker(options: WorkerOptions): Promise<QueueWorker> {
   const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
   const only = options.batches?.map(checkBatchName);
-  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 2));
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 3));
   const lockDuration = Math.max(1000, Math.round((options.lockSeconds ?? 30) * 1000));
   const scanMs = Math.max(100, Math.round((options.scanSeconds ?? 2) * 1000));
   const emit = options.onEvent ?? (() => undefined);
@@ -122,6 +123,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     const iqa = await model(settings);
     const score = scoreOptions(settings);
     const plan = iqa.plan(score);
+    const pipeline = new ScorePipeline(iqa, score, concurrency - 1);
     const names = [...plan.pairs.map((p) => p.name), ...(plan.ensemble ? ['ensemble'] : []), ...(plan.plus ? ['clipiqa+'] : [])];
     const record: ModelRecord = {
       name: iqa.name,
@@ -144,7 +146,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       if ((await redis.hexists(keys.results, String(index))) === 1) return;
       let error: ClipIqaError;
       try {
-        const r = await iqa.score(source, score);
+        const r = await pipeline.score(source);
         if (await saveRow(redis, keys, index, { width: r.width, height: r.height, scores: names.map((k) => r.scores[k]!) })) counts.scored++;
         emit({ type: 'scored', batch, file });
         return;
