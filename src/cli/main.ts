@@ -9,9 +9,11 @@ import { trace } from '../util/trace.js';
 import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
+import { queueCommand } from './queue.js';
 import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
 import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 
 
 export function createProgram(): Command {
@@ -26,6 +28,8 @@ export function createProgram(): Command {
   modelsCommand(program);
   reportCommand(program);
   serveCommand(program);
+  queueCommand(program);
+  workerCommand(program);
   return program;
 }
 
