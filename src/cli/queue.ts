@@ -8,13 +8,11 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { planScore } from '../api.js';
 import { ClipIqaError } from '../errors.js';
 import { formatDuration } from '../hub/progress.js';
-import { type QueueInput, enqueue } from '../queue/enqueue.js';
+import type { QueueInput } from '../queue/enqueue.js';
 import { DEFAULT_PREFIX, checkBatchName, checkPrefix } from '../queue/keys.js';
-import { open, redactUrl, redisError } from '../queue/redis.js';
-import { removeBatch } from '../queue/remove.js';
-import { type BatchInfo, readInfo, readRows, waitFinished } from '../queue/results.js';
+import type { BatchInfo } from '../queue/results.js';
 import type { BatchSettings } from '../queue/settings.js';
-import { type BatchStatus, readStatus } from '../queue/status.js';
+import type { BatchStatus } from '../queue/status.js';
 import { checkWritableFile } from '../util/output-file.js';
 import { expandInputs } from './inputs.js';
 import { type ModelFlags, addModelOptions, decodeOptions } from './model-options.js';
@@ -22,6 +20,21 @@ import { type ImageRow, type RunHeader, type Summary, createFormatter, formatOfF
 import { runInfo } from './run-info.js';
 import { parseSize } from './score.js';
 import { printable } from './terminal.js';
+
+/**
+ * The queue's modules (bullmq and ioredis take about half a second to load) are loaded by these commands only, so
+ * that `clip-iqa score` and the other commands start without them.
+ */
+async function queueModules() {
+  const [{ enqueue }, { open, redactUrl, redisError }, { removeBatch }, { readInfo, readRows, waitFinished }, { readStatus }] = await Promise.all([
+    import('../queue/enqueue.js'),
+    import('../queue/redis.js'),
+    import('../queue/remove.js'),
+    import('../queue/results.js'),
+    import('../queue/status.js'),
+  ]);
+  return { enqueue, open, redactUrl, redisError, removeBatch, readInfo, readRows, waitFinished, readStatus };
+}
 
 export interface RedisFlags {
   redis: string;
@@ -84,6 +97,7 @@ export function batchSettings(flags: AddFlags): BatchSettings {
 }
 
 async function runAdd(args: string[], flags: AddFlags): Promise<number> {
+  const { enqueue, redactUrl } = await queueModules();
   checkBatchName(flags.batch);
   checkPrefix(flags.prefix);
   if (args.length === 0 && flags.from.length === 0) throw usage('no images given: name files, directories, globs or URLs, or --from a list');
@@ -128,6 +142,7 @@ interface StatusFlags extends RedisFlags {
 }
 
 async function runStatus(flags: StatusFlags): Promise<number> {
+  const { open, redisError, waitFinished, readStatus } = await queueModules();
   const batch = checkBatchName(flags.batch);
   const prefix = checkPrefix(flags.prefix);
   const redis = await open(flags.redis, 'client');
@@ -198,6 +213,7 @@ export function batchHeader(info: BatchInfo): RunHeader {
 }
 
 async function runResults(flags: ResultsFlags): Promise<number> {
+  const { open, redisError, waitFinished, readInfo, readStatus, readRows } = await queueModules();
   const batch = checkBatchName(flags.batch);
   const prefix = checkPrefix(flags.prefix);
   const format = flags.format ?? (flags.output ? formatOfFileName(flags.output) : undefined) ?? 'json';
@@ -313,6 +329,7 @@ Examples:
 
   const rm = queue.command('rm').description('remove a batch: its jobs, results and settings').requiredOption('--batch <name>', 'the batch').option('-q, --quiet', 'no notes on stderr');
   addRedisOptions(rm).action(async (flags: RedisFlags & { batch: string; quiet?: boolean }) => {
+    const { removeBatch } = await queueModules();
     const existed = await removeBatch({ redis: flags.redis, prefix: flags.prefix, batch: flags.batch });
     if (!existed) throw new ClipIqaError('E_NOT_FOUND', `there is no batch "${flags.batch}" (prefix ${flags.prefix})`);
     note(flags.quiet, `removed batch ${flags.batch}`);
