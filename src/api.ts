@@ -8,6 +8,7 @@
  * text features (iqa/text-features); features → scores (iqa/score).
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { ClipIqaEngine, checkPositional } from './engine.js';
 import { ClipIqaError } from './errors.js';
 import { type FileRequest, type ResolvedFile, resolveSources } from './hub/resolve.js';
@@ -16,14 +17,15 @@ import { DEFAULT_LIMIT_INPUT_PIXELS, type DecodeOptions, type DecodedImage, type
 import { type UrlFetchOptions, fetchImageUrl, isHttpUrl } from './image/fetch.js';
 import { type LearnedContext, type LearnedPrompts, PLUS, buildLearnedPrompts, loadLearnedContext } from './iqa/plus.js';
 import type { Attribute, NoisinessPolarity } from './iqa/prompts.js';
+import { TokenMemo } from './iqa/token-memo.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
+import { openCheckpoint } from './model/model-weights.js';
+import { traced } from './util/trace.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
 import { memoryPixelLimit } from './model/memory.js';
-import { rememberedSha256 } from './util/file-sha256.js';
 import type { ClipEncoder, PositionalMode } from './model/types.js';
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
-import { loadClipModel } from './weights/layout.js';
 import { StateDict } from './weights/state-dict.js';
 import { LOAD_OPTIONS, checkOptions } from './known-options.js';
 
@@ -74,8 +76,9 @@ export interface ClipIqaOptions {
    */
   readonly precision?: Precision;
   /**
-   * Keep text features (and int8 calibration ranges) on disk under the cache root, per model, so that later runs
-   * skip the text tower (default true).
+   * Keep text features, int8 calibration ranges, prompt tokens and onnxruntime's optimised graphs on disk under the
+   * cache root, per model, so that later runs skip the text tower and start without building a graph or reading
+   * the checkpoint (default true; the graphs' share is bounded by `CLIP_IQA_GRAPH_CACHE_MB`, 0 turns it off).
    */
   readonly featureCache?: boolean;
   /** Where and how files are fetched: cache directory, offline mode, mirror, progress, quiet, … */
@@ -137,8 +140,9 @@ export class ClipIqa extends ClipIqaEngine<ImageSource> {
     name: string,
     options: ClipIqaOptions,
     modelSha256: string | null,
+    memo?: TokenMemo,
   ) {
-    super(encoder, tokenizer, plus, name, options);
+    super(encoder, tokenizer, plus, name, options, memo);
     this.modelSha256 = modelSha256;
     this.#options = options;
   }
@@ -150,31 +154,28 @@ export class ClipIqa extends ClipIqaEngine<ImageSource> {
     checkPositional(options.positional, 'positional');
     checkPositional(options.plusPositional, 'plusPositional');
     const { model } = options;
-    const { modelFile, vocabFile, plusFile, cacheRoot } = await resolveModelFiles(options);
+    const { modelFile, vocabFile, plusFile, cacheRoot } = await traced('model files resolved', () => resolveModelFiles(options));
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const [clip, tokenizer, context, weightsIdentity, modelSha256] = await Promise.all([
-      loadClipModel({
-        weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
-        config: modelFile?.config,
-        architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
-      }),
-      options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
+    const [opened, tokenizer, context, weightsIdentity] = await Promise.all([
+      // The checkpoint is read now unless its summary and graphs are cached (model/model-weights.ts).
+      openCheckpoint({ model, modelFile, cacheRoot, keep: options.featureCache !== false, name: options.name }),
+      traced('vocabulary read', () => (options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path))),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
       options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
-      modelFile
-        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot).catch(() => null))
-        : model instanceof Uint8Array
-          ? createHash('sha256').update(model).digest('hex')
-          : null,
     ]);
-    const { sd, architecture } = clip;
+    const { weights: clip, sha256: modelSha256, graphs } = opened;
+    const { architecture } = clip;
     // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
     // read with another config (activation, heads) are another model.
     const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
     const store = identity ? new FeatureStore(cacheRoot, identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
-    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), architecture });
+    const onnx = OnnxClipEncoder.fromWeights(clip, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), ...(graphs ? { graphs } : {}) });
+    // Cached graphs open in the background while the caller goes on (reads the vocabulary, decodes its image).
+    onnx.prefetch(options.positional ?? 'none');
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
+    // The learned prompts take token embeddings from the weights.
+    if (context) await onnx.loadWeights();
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
     // Without a pixel limit of the caller's, images are refused from their header beyond what this model can score in
@@ -186,7 +187,9 @@ export class ClipIqa extends ClipIqaEngine<ImageSource> {
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256);
+    // Token rows of prompts seen before, per vocabulary: the vocabulary is then never parsed.
+    const memo = store ? new TokenMemo(join(cacheRoot, 'features', `tokens-${tokenizer.digest.slice(0, 16)}.json`)) : undefined;
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256, memo);
   }
 
   /** The largest width×height decoded, as the caller set it or (by default) sized to the memory available for this model. */

@@ -10,6 +10,7 @@ import { type LearnedContext, type LearnedPrompts, PLUS } from './iqa/plus.js';
 import { DEFAULT_ATTRIBUTES, ENSEMBLE, ENSEMBLE_PAIRS, type NoisinessPolarity, type PromptPair, parsePromptPair, resolveAttributes } from './iqa/prompts.js';
 import { pairScores } from './iqa/score.js';
 import { TextFeatureCache } from './iqa/text-features.js';
+import type { TokenMemo } from './iqa/token-memo.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import type { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
@@ -160,6 +161,8 @@ export abstract class ClipIqaEngine<Input> {
     plus: { context: LearnedContext; prompts: LearnedPrompts } | undefined,
     name: string,
     options: EngineSettings,
+    /** Token rows of prompts seen before (Node's cache on disk), so that a known vocabulary need not be parsed. */
+    memo?: TokenMemo,
   ) {
     this.encoder = encoder;
     this.tokenizer = tokenizer;
@@ -167,7 +170,7 @@ export abstract class ClipIqaEngine<Input> {
     this.#plusPrompts = plus?.prompts;
     this.name = name;
     this.#options = options;
-    this.#text = new TextFeatureCache(encoder, tokenizer);
+    this.#text = new TextFeatureCache(encoder, tokenizer, undefined, memo);
   }
 
   /** How an input is named in results and messages (`options` are the merged decode options of the call). */

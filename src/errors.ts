@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'E_URL' // a URL that may not be fetched (fetching off, not http(s), host not allowed, credentials)
   | 'E_FETCH' // fetching an image URL failed (status, network, redirects, timeout)
   | 'E_TOO_LARGE' // an image from a URL or standard input over the byte limit
-  | 'E_NOT_FOUND'; // a file or model name that does not exist
+  | 'E_NOT_FOUND' // a file or model name that does not exist
+  | 'E_REDIS' // Redis cannot be reached or refused a command (clip-iqa queue, worker)
+  | 'E_QUEUE'; // a queued image that the queue gave up on (its workers died too often while scoring it)
 
 export class ClipIqaError extends Error {
   readonly code: ErrorCode;

@@ -82,7 +82,7 @@ describe('the packed package, installed offline', () => {
     for (const f of ['package.json', 'LICENSE', 'README.md', 'THIRD_PARTY_NOTICES.md', 'assets/bpe_simple_vocab_16e6.txt.gz', 'web/index.html']) {
       expect(files).toContain(f);
     }
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/server/index.js', 'dist/server/index.d.ts', 'dist/cli/bin.js']) expect(files).toContain(f);
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/server/index.js', 'dist/server/index.d.ts', 'dist/queue/index.js', 'dist/queue/index.d.ts', 'dist/cli/bin.js']) expect(files).toContain(f);
     // The browser build, ready to copy to a static host (clip-iqa/browser).
     for (const f of ['clip-iqa.js', 'clip-iqa-worker.js', 'api.d.ts', 'ort-wasm-simd-threaded.jsep.wasm', 'ort-wasm-simd-threaded.jsep.mjs', 'bpe_simple_vocab_16e6.txt.gz']) {
       expect(files).toContain(`dist/browser/${f}`);
@@ -119,6 +119,12 @@ console.log(typeof server.startServer, scores.quality.toFixed(6));`;
     expect(cjs.stderr).not.toMatch(/Warning/);
   });
 
+  it('imports clip-iqa/queue (BullMQ and ioredis come with it)', async () => {
+    const r = await runNode(['--input-type=module', '-e', `import * as q from 'clip-iqa/queue';\nconsole.log([q.enqueue, q.startWorker, q.batchStatus, q.batchResults, q.removeBatch].map((f) => typeof f).join(' '));`], { cwd: project });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('function function function function function');
+  });
+
   it.each([
     ['node16', 'node16'],
     ['nodenext', 'nodenext'],
@@ -132,6 +138,10 @@ console.log(typeof server.startServer, scores.quality.toFixed(6));`;
       join(src, 'index.ts'),
       `import { ClipIqa, ClipIqaError, hub, type ImageScores } from 'clip-iqa';
 import { startServer, type ServerOptions } from 'clip-iqa/server';
+import { type BatchSettings, enqueue } from 'clip-iqa/queue';
+const settings: BatchSettings = { attributes: 'quality' };
+void enqueue;
+void settings;
 const iqa: ClipIqa = await ClipIqa.load({ model: 'RN50' });
 const scale: number = iqa.logitScale;
 // @ts-expect-error: a typed API, not any

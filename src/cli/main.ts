@@ -5,13 +5,16 @@
 import { Command, CommanderError } from 'commander';
 import { isClipIqaError } from '../errors.js';
 import { PACKAGE } from '../util/package.js';
+import { trace } from '../util/trace.js';
 import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
+import { queueCommand } from './queue.js';
 import { reportCommand } from './report.js';
 import { scoreCommand } from './score.js';
 import { serveCommand } from './serve.js';
 import { siteCommand } from './site.js';
+import { workerCommand } from './worker.js';
 
 
 export function createProgram(): Command {
@@ -27,10 +30,13 @@ export function createProgram(): Command {
   reportCommand(program);
   serveCommand(program);
   siteCommand(program);
+  queueCommand(program);
+  workerCommand(program);
   return program;
 }
 
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  trace('modules loaded');
   const program = createProgram();
   try {
     await program.parseAsync([...argv]);

@@ -12,7 +12,10 @@ export function resizeText(resize: ResizePolicy | undefined): string | null {
   return resize.upscale ? `${text}+` : text;
 }
 
-export function runInfo(iqa: ClipIqa, flags: ModelFlags, positional: string, created: Date): RunInfo {
+/** What `runInfo` reads of a loaded model (a ClipIqa, or what a queue worker recorded of one). */
+export type RunModel = Pick<ClipIqa, 'name' | 'modelSha256' | 'maxPixels' | 'describe'> & { readonly context?: { readonly source: string } };
+
+export function runInfo(iqa: RunModel, flags: ModelFlags, positional: string, created: Date): RunInfo {
   const given = Object.fromEntries(Object.entries(decodeOptions(flags)).filter(([, v]) => v !== undefined));
   const decode: Required<Omit<DecodeOptions, 'resize' | 'name' | 'limitReason'>> & DecodeOptions = { ...DEFAULT_DECODE_OPTIONS, ...given };
   const bg = decode.background;

@@ -1,5 +1,7 @@
 import type { ClipEncoder, Features } from '../model/types.js';
 import type { Tokenizer } from '../text/tokenizer.js';
+// Token rows on disk are the Node build's (token-memo.ts, node:fs); the browser build passes none.
+import type { TokenMemo } from './token-memo.js';
 
 /**
  * Text features of prompts, computed once per model and prompt: every CLIP-IQA score reuses the same few
@@ -8,14 +10,16 @@ import type { Tokenizer } from '../text/tokenizer.js';
  */
 export class TextFeatureCache {
   readonly #encoder: ClipEncoder;
-  readonly #tokenizer: Tokenizer;
+  readonly #tokenizer: Pick<Tokenizer, 'tokenize' | 'contextLength'>;
+  readonly #memo: TokenMemo | undefined;
   readonly #rows = new Map<string, Float32Array>();
   readonly #capacity: number;
   #dim = 0;
 
-  constructor(encoder: ClipEncoder, tokenizer: Tokenizer, capacity = 4096) {
+  constructor(encoder: ClipEncoder, tokenizer: Pick<Tokenizer, 'tokenize' | 'contextLength'>, capacity = 4096, memo?: TokenMemo) {
     this.#encoder = encoder;
     this.#tokenizer = tokenizer;
+    this.#memo = memo;
     this.#capacity = Math.max(1, capacity);
   }
 
@@ -28,7 +32,16 @@ export class TextFeatureCache {
     const missing = [...new Set(texts.filter((t) => !this.#rows.has(t)))];
     if (missing.length > 0) {
       // Tokenize everything first, so a text that is too long fails before any work is done.
-      const rows = missing.map((t) => this.#tokenizer.tokenize(t));
+      const memo = await this.#memo?.rows();
+      const fresh = new Map<string, number[]>();
+      const rows = missing.map((t) => {
+        const known = memo?.get(t);
+        if (known && known.length === this.#tokenizer.contextLength) return known;
+        const row = this.#tokenizer.tokenize(t);
+        fresh.set(t, row);
+        return row;
+      });
+      if (fresh.size > 0) await this.#memo?.add(fresh);
       const computed = await this.#encoder.encodeTokens(rows);
       this.#dim = computed.dim;
       missing.forEach((t, i) => this.#rows.set(t, computed.data.slice(i * computed.dim, (i + 1) * computed.dim)));

@@ -19,6 +19,7 @@ export class OrtSession {
     this.#session = session;
   }
 
+  /** As in Node, without `saveTo`: the browser build keeps no graphs on disk. */
   static async create(label: string, model: SerializedModel, options: RuntimeOptions = {}): Promise<OrtSession> {
     const opts = sessionOptions(options);
     if (model.external.length > 0) opts.externalData = model.external.map((f) => ({ path: f.path, data: f.data }));
@@ -27,6 +28,10 @@ export class OrtSession {
     } catch (e) {
       throw new ClipIqaError('E_RUNTIME', `onnxruntime-web could not load the ${label} graph: ${errorMessage(e)}`, { cause: e });
     }
+  }
+
+  static async open(label: string): Promise<OrtSession> {
+    throw new ClipIqaError('E_RUNTIME', `the ${label} graph cannot be opened from a cache in the browser`);
   }
 
   async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {

@@ -1,0 +1,183 @@
+/**
+ * A CLIP checkpoint as the encoder needs it at start-up: its architecture, logit scale and the image tower's
+ * positional table, with the state dict read only when a graph must be built (or token embeddings looked up).
+ *
+ * When every graph a run needs is in the graph cache (model/graph-cache.ts), the 400 MB of weights are never read:
+ * the checkpoint's summary is kept there too, under a key of the file's SHA-256, its config and the registry's
+ * architecture, so that a cached run opens no checkpoint at all.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ClipArchitecture } from '../weights/architecture.js';
+import { type ClipModelFiles, loadClipModel } from '../weights/layout.js';
+import { trace, traced } from '../util/trace.js';
+import type { ResolvedFile } from '../hub/resolve.js';
+import { rememberedSha256 } from '../util/file-sha256.js';
+import { readCheckpointFile } from '../weights/limits.js';
+import { StateDict } from '../weights/state-dict.js';
+import { GraphCache, graphCacheBytes, graphKey } from './graph-cache.js';
+
+import { type ModelWeights, positionsName, weightsOf } from './weights-view.js';
+
+export { type ModelWeights, positionsName, weightsOf };
+
+interface Summary {
+  readonly version: number;
+  readonly source: string;
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  readonly positions: number;
+}
+
+const SUMMARY_VERSION = 1;
+const SUMMARY = 'summary.json';
+const POSITIONS = 'positions.bin';
+
+/** Where a model's summary and graphs are cached: its SHA-256 and what else decides the architecture. */
+export interface ModelCacheKey {
+  readonly cache: GraphCache;
+  /** SHA-256 of the checkpoint file. */
+  readonly sha256: string;
+  /** A name for listings. */
+  readonly name: string;
+}
+
+async function configDigest(config: ClipModelFiles['config']): Promise<string | null> {
+  if (!config) return null;
+  try {
+    return createHash('sha256').update(typeof config === 'string' ? await readFile(config) : config.text).digest('hex');
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** Lazily read weights over a summary from the cache. */
+class LazyWeights implements ModelWeights {
+  readonly source: string;
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  readonly positions: Float32Array;
+  readonly #files: ClipModelFiles;
+  #sd: Promise<StateDict> | undefined;
+  loaded: StateDict | undefined;
+
+  constructor(summary: Summary, positions: Float32Array, files: ClipModelFiles) {
+    this.source = summary.source;
+    this.architecture = summary.architecture;
+    this.logitScale = summary.logitScale;
+    this.positions = positions;
+    this.#files = files;
+  }
+
+  stateDict(): Promise<StateDict> {
+    if (!this.#sd) {
+      this.#sd = traced('checkpoint read (a graph to build)', () => loadClipModel(this.#files)).then((m) => (this.loaded = m.sd));
+      this.#sd.catch(() => (this.#sd = undefined));
+    }
+    return this.#sd;
+  }
+}
+
+/**
+ * The model behind `files`: from the cached summary when there is one (the checkpoint is read later, if ever),
+ * else read now and its summary cached.
+ */
+export async function openClipModel(
+  files: ClipModelFiles,
+  key?: ModelCacheKey,
+  /** The checkpoint file's bytes when the caller has read them already (to hash them): read from there, not again. */
+  bytes?: Uint8Array,
+): Promise<ModelWeights & { readonly cacheKey?: string }> {
+  const cacheKey =
+    key?.cache.enabled && typeof files.weights === 'string'
+      ? graphKey({
+          kind: 'summary',
+          version: SUMMARY_VERSION,
+          sha256: key.sha256,
+          config: await configDigest(files.config),
+          known: files.architecture ?? null,
+        })
+      : undefined;
+  if (key && cacheKey) {
+    const dir = await key.cache.get(cacheKey);
+    if (dir) {
+      try {
+        const summary = JSON.parse(await readFile(join(dir, SUMMARY), 'utf8')) as Summary;
+        const bytes = await readFile(join(dir, POSITIONS));
+        if (summary.version === SUMMARY_VERSION && bytes.byteLength === summary.positions * 4) {
+          const positions = new Float32Array(summary.positions);
+          new Uint8Array(positions.buffer).set(bytes);
+          trace('checkpoint summary from the cache');
+          return Object.assign(new LazyWeights(summary, positions, files), { cacheKey });
+        }
+      } catch {
+        /* a summary that cannot be read is rebuilt below */
+      }
+      await key.cache.remove(cacheKey);
+    }
+  }
+  const path = typeof files.weights === 'string' ? files.weights : undefined;
+  const { sd, architecture } = await traced('checkpoint read', () => loadClipModel(bytes && path ? { ...files, weights: bytes, source: files.source ?? path } : files));
+  const weights = weightsOf(sd, architecture);
+  if (key && cacheKey) {
+    const pending = await key.cache.begin(cacheKey);
+    if (pending) {
+      try {
+        const summary: Summary = { version: SUMMARY_VERSION, source: sd.source, architecture, logitScale: weights.logitScale, positions: weights.positions.length };
+        await writeFile(join(pending.dir, SUMMARY), JSON.stringify(summary));
+        const p = weights.positions;
+        await writeFile(join(pending.dir, POSITIONS), new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+        await pending.commit({ kind: 'summary', what: 'checkpoint summary', model: key.name });
+      } catch {
+        await pending.discard();
+      }
+    }
+  }
+  return { ...weights, ...(cacheKey ? { cacheKey } : {}) };
+}
+
+/** What `openCheckpoint` finds: the weights, the checkpoint's SHA-256, and where its graphs are cached. */
+export interface OpenedCheckpoint {
+  readonly weights: ModelWeights;
+  /** SHA-256 (hex) of the checkpoint (see `ClipIqa.modelSha256`); null for a StateDict or an unreadable file. */
+  readonly sha256: string | null;
+  readonly graphs?: { readonly cache: GraphCache; readonly model: string; readonly name: string };
+}
+
+/**
+ * The checkpoint `ClipIqa.load` was given (a resolved file, bytes or a StateDict), with its SHA-256 (verified by
+ * the hub, or remembered under the cache root, or computed from the bytes read for the weights: a file is read
+ * once) and, unless `keep` is false, its summary and graphs from the graph cache.
+ */
+export async function openCheckpoint(args: {
+  readonly model: string | Uint8Array | StateDict | undefined;
+  readonly modelFile: ResolvedFile | undefined;
+  readonly cacheRoot: string;
+  readonly keep: boolean;
+  readonly name: string | undefined;
+}): Promise<OpenedCheckpoint> {
+  const { model, modelFile, cacheRoot } = args;
+  let bytes: Uint8Array | undefined;
+  const readAndHash = async (real: string) => {
+    bytes = await readCheckpointFile(real);
+    return traced('checkpoint hashed', () => createHash('sha256').update(bytes!).digest('hex'));
+  };
+  const sha256 = modelFile
+    ? (modelFile.sha256 ?? (await rememberedSha256(modelFile.path, cacheRoot, readAndHash).catch(() => null)))
+    : model instanceof Uint8Array
+      ? createHash('sha256').update(model).digest('hex')
+      : null;
+  const cache = args.keep && graphCacheBytes() > 0 ? new GraphCache(cacheRoot) : undefined;
+  const name = args.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint';
+  const weights = await openClipModel(
+    {
+      weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
+      config: modelFile?.config,
+      architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
+    },
+    cache && sha256 ? { cache, sha256, name } : undefined,
+    bytes,
+  );
+  return { weights, sha256, ...(cache && weights.cacheKey ? { graphs: { cache, model: weights.cacheKey, name } } : {}) };
+}
