@@ -147,8 +147,12 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       let error: ClipIqaError;
       try {
         const r = await pipeline.score(source);
-        if (await saveRow(redis, keys, index, { width: r.width, height: r.height, scores: names.map((k) => r.scores[k]!) })) counts.scored++;
-        emit({ type: 'scored', batch, file });
+        // A job taken over from a worker thought dead (a lock not renewed in time) may have been scored there too:
+        // the first result stored counts, and only its worker reports it.
+        if (await saveRow(redis, keys, index, { width: r.width, height: r.height, scores: names.map((k) => r.scores[k]!) })) {
+          counts.scored++;
+          emit({ type: 'scored', batch, file });
+        }
         return;
       } catch (e) {
         error = isClipIqaError(e) ? e : new ClipIqaError('E_RUNTIME', errorMessage(e), { cause: e });
@@ -156,8 +160,10 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       // Messages name the input as it was added, not the absolute path the worker read.
       const message = source === file ? error.message : error.message.split(source).join(file);
       if (isPermanent(error) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
-        if (await saveRow(redis, keys, index, { code: error.code, message })) counts.failed++;
-        emit({ type: 'failed', batch, file, code: error.code, message });
+        if (await saveRow(redis, keys, index, { code: error.code, message })) {
+          counts.failed++;
+          emit({ type: 'failed', batch, file, code: error.code, message });
+        }
         throw new UnrecoverableError(`${error.code}: ${message}`);
       }
       emit({ type: 'retry', batch, file, message });
