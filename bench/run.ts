@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: how fast clip-iqa is on this machine, side by side with PyTorch when it is installed.
  *
- *   npm run bench -- [--quick] [--sections towers,text,torch,e2e] [--archs rn50,vitb32]
+ *   npm run bench -- [--quick] [--sections towers,text,torch,e2e,coldstart] [--archs rn50,vitb32]
  *                    [--precisions float32,int8] [--threads 2] [--runs 5] [--images 12] [--out file.json] [--no-wait]
+ *                    [--baseline path/to/other/dist/cli/bin.js]
  *
  * Checkpoints are RN50- and ViT-B/32-shaped with deterministic random values (same names and shapes as OpenAI's;
  * speed does not depend on the values). Measured, each as the median of `runs` timed calls after warm-up:
@@ -14,6 +15,11 @@
  *   - e2e: the real `clip-iqa` CLI over a folder of 1024×768 JPEGs (made from ../shared/images) with a random RN50
  *     checkpoint written as safetensors: steady-state images/s, cold start (process start to the first score,
  *     model on disk, with and without the text-feature cache) and peak RSS.
+ *   - coldstart: process start to the first score printed (`clip-iqa score -a quality` on one 224×224 JPEG, random
+ *     checkpoints written as float32 safetensors), with nothing cached and with the caches warm (graphs, checkpoint
+ *     summary, text features), and peak RSS, per architecture and precision; `clip-iqa serve` until it says ready;
+ *     and `python3 -c "import torch"` measured in the same run, for scale. `--baseline` runs the same cold starts
+ *     with another build's CLI too (an earlier commit's dist/cli/bin.js), for before/after figures in one run.
  * A first line measures a plain 2048³ MatMul, since on a shared machine the share of the cores one gets varies;
  * and before each measurement the bench waits (up to 30 s) for the cores to be idle (Linux; --no-wait skips it).
  * Prints a table and writes everything to bench-results/bench-<date>.json. Not a test: it asserts nothing.
@@ -45,13 +51,14 @@ const shared = resolve(process.env.CLIP_IQA_SHARED ?? join(repoRoot, '..', 'shar
 const { values: opts } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
-    sections: { type: 'string', default: 'towers,text,torch,e2e' },
+    sections: { type: 'string', default: 'towers,text,torch,e2e,coldstart' },
     archs: { type: 'string', default: 'rn50,vitb32' },
     precisions: { type: 'string', default: 'float32,int8' },
     threads: { type: 'string', default: String(Math.min(availableParallelism(), 2)) },
     runs: { type: 'string' },
     images: { type: 'string' },
     out: { type: 'string' },
+    baseline: { type: 'string' },
     'no-wait': { type: 'boolean', default: false },
   },
 });
@@ -179,6 +186,19 @@ interface CliRun {
   exitCode: number | null;
 }
 
+interface ColdRun {
+  /** `this build`, or the --baseline CLI. */
+  cli: string;
+  arch: string;
+  precision: Precision;
+  /** `nothing cached`, `caches warm` or `serve ready (caches warm)`. */
+  state: string;
+  /** Median over the runs, and each run. */
+  seconds: number;
+  all: number[];
+  peakRssMiB: number | null;
+}
+
 const results = {
   date: new Date().toISOString(),
   machine: {
@@ -195,6 +215,7 @@ const results = {
   text: [] as { prompts: number; tokens: number; timing: Timing }[],
   torch: { available: false, note: '', version: '', results: [] as TorchResult[] },
   e2e: { runs: [] as CliRun[], summary: {} as Record<string, number | null> },
+  coldstart: { runs: [] as ColdRun[], torchImport: null as { seconds: number; peakRssMiB: number | null } | null, note: '' },
   notes: [] as string[],
 };
 
@@ -354,7 +375,7 @@ async function makeImages(dir: string, count: number): Promise<void> {
 }
 
 /** Runs the compiled CLI; wall time from spawn to exit, and the child's peak RSS (via an --import hook). */
-async function runCli(label: string, args: string[], env: NodeJS.ProcessEnv, images: number): Promise<CliRun> {
+async function runCli(label: string, args: string[], env: NodeJS.ProcessEnv, images: number, record = true): Promise<CliRun> {
   const cli = join(compiledRoot, 'src', 'cli', 'bin.js');
   const hook = pathToFileURL(join(here, 'rss-hook.js')).href;
   const rssFile = join(env.CLIP_IQA_HOME!, `rss-${process.pid}-${Date.now()}.txt`);
@@ -379,7 +400,7 @@ async function runCli(label: string, args: string[], env: NodeJS.ProcessEnv, ima
     /* no hook output */
   }
   const run = { label, images, seconds, peakRssMiB, exitCode: code };
-  results.e2e.runs.push(run);
+  if (record) results.e2e.runs.push(run);
   return run;
 }
 
@@ -420,6 +441,103 @@ async function e2e(): Promise<void> {
         summary[`${precision}.batch${batch}.wallImagesPerSecond`] = round(imageCount / many.seconds, 2);
         summary[`${precision}.batch${batch}.peakRssMiB`] = many.peakRssMiB;
       }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// -- cold start -------------------------------------------------------------------------------------------------
+
+/** Wall time of a process until it exits, or until `until` matches its stderr (then it is killed); with peak RSS. */
+async function timeProcess(command: string, args: string[], env: NodeJS.ProcessEnv, until?: RegExp): Promise<{ seconds: number; peakRssMiB: number | null; ok: boolean; err: string }> {
+  const rssFile = join(tmpdir(), `clip-iqa-rss-${process.pid}-${Date.now()}.txt`);
+  await waitIdle();
+  const t = performance.now();
+  let seconds = 0;
+  const { ok, err } = await new Promise<{ ok: boolean; err: string }>((res, rej) => {
+    const child = spawn(command, args, { env: { ...env, CLIP_IQA_BENCH_RSS: rssFile }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (until?.test(err) && !seconds) {
+        seconds = (performance.now() - t) / 1000;
+        child.kill('SIGTERM');
+      }
+    });
+    child.on('error', rej);
+    child.on('close', (c) => {
+      if (!seconds) seconds = (performance.now() - t) / 1000;
+      res({ ok: until ? until.test(err) : c === 0, err });
+    });
+  });
+  let peakRssMiB: number | null = null;
+  try {
+    peakRssMiB = round(Number(readFileSync(rssFile, 'utf8')) / 1024);
+    rmSync(rssFile);
+  } catch {
+    /* no hook output (python, or killed before exit) */
+  }
+  return { seconds: round(seconds, 3), peakRssMiB, ok, err };
+}
+
+async function coldstart(): Promise<void> {
+  const vocab = join(repoRoot, 'assets', 'bpe_simple_vocab_16e6.txt.gz');
+  const clis: [string, string][] = [['this build', join(compiledRoot, 'src', 'cli', 'bin.js')]];
+  if (opts.baseline) clis.push([`baseline`, resolve(opts.baseline)]);
+  const hook = pathToFileURL(join(here, 'rss-hook.js')).href;
+  const tmp = mkdtempSync(join(tmpdir(), 'clip-iqa-coldstart-'));
+  const warmRuns = quick ? 3 : 5;
+  try {
+    const photo = join(tmp, 'photo-224.jpg');
+    const source = existsSync(join(shared, 'images', 'astronaut.png')) ? sharp(join(shared, 'images', 'astronaut.png')) : sharp(Buffer.from(pixelBatch(1, 224, 224).data.buffer).subarray(0, 224 * 224 * 3), { raw: { width: 224, height: 224, channels: 3 } });
+    await source.resize(224, 224).jpeg({ quality: 90 }).toFile(photo);
+    for (const arch of archs) {
+      const model = join(tmp, `${arch}.safetensors`);
+      note(`cold start: writing a random ${arch} checkpoint (float32)…`);
+      writeFileSync(model, toSafetensors(randomClip(CONFIGS[arch]), 'F32'));
+      for (const [label, cli] of clis) for (const precision of precisions) {
+        const cache = join(tmp, `cache-${arch}-${precision}`);
+        const env = { ...process.env, CLIP_IQA_HOME: cache, CLIP_IQA_OFFLINE: '1' };
+        const base = [...['--import', hook, cli], 'score', '-m', model, '--vocab', vocab, '-a', 'quality', '--json', '--quiet', '--threads', String(threads), '--precision', precision];
+        note(`cold start ${label} ${arch} ${precision}: nothing cached…`);
+        const cold = await timeProcess(process.execPath, [...base, photo], env);
+        if (!cold.ok) results.notes.push(`cold start ${arch} ${precision} failed: ${cold.err.trim().split('\n').pop()}`);
+        results.coldstart.runs.push({ cli: label, arch, precision, state: 'nothing cached', seconds: cold.seconds, all: [cold.seconds], peakRssMiB: cold.peakRssMiB });
+        note(`cold start ${label} ${arch} ${precision}: caches warm…`);
+        const warm = [];
+        for (let i = 0; i < warmRuns; i++) warm.push(await timeProcess(process.execPath, [...base, photo], env));
+        results.coldstart.runs.push({
+          cli: label,
+          arch,
+          precision,
+          state: 'caches warm',
+          seconds: round(median(warm.map((w) => w.seconds)), 3),
+          all: warm.map((w) => w.seconds),
+          peakRssMiB: Math.max(...warm.map((w) => w.peakRssMiB ?? 0)) || null,
+        });
+        if (precision === precisions[0]) {
+          note(`serve ${label} ${arch} ${precision}: until ready…`);
+          const serveArgs = [...['--import', hook, cli], 'serve', '-m', model, '--vocab', vocab, '--port', '0', '--threads', String(threads), '--precision', precision, '--log-level', 'silent'];
+          // The first start also computes what the server warms up (text features of every attribute, the dense graph).
+          await timeProcess(process.execPath, serveArgs, env, /ready:/);
+          const serve = [];
+          for (let i = 0; i < Math.min(3, warmRuns); i++) serve.push(await timeProcess(process.execPath, serveArgs, env, /ready:/));
+          if (!serve.every((r) => r.ok)) results.notes.push(`serve ${arch} did not say ready: ${serve.map((r) => r.err.trim().split('\n').pop()).join(' | ')}`);
+          results.coldstart.runs.push({ cli: label, arch, precision, state: 'serve ready (caches warm)', seconds: round(median(serve.map((r) => r.seconds)), 3), all: serve.map((r) => r.seconds), peakRssMiB: null });
+        }
+        rmSync(cache, { recursive: true, force: true });
+      }
+      rmSync(model, { force: true });
+    }
+    const python = process.env.CLIP_IQA_PYTHON ?? '/usr/bin/python3';
+    const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) {
+      results.coldstart.note = `python3 -c "import torch" not measured: ${python} has no torch (apt-get install python3-torch)`;
+    } else {
+      const times = [];
+      for (let i = 0; i < warmRuns; i++) times.push(await timeProcess(python, ['-c', 'import torch'], process.env));
+      results.coldstart.torchImport = { seconds: round(median(times.map((t) => t.seconds)), 3), peakRssMiB: null };
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -476,6 +594,16 @@ function report(): void {
     }
     log();
   }
+  if (results.coldstart.runs.length) {
+    log(`Cold start: process start → first score printed (clip-iqa score -a quality, one 224×224 JPEG; random float32 checkpoints; median of ${quick ? 3 : 5} warm runs)`);
+    table(
+      ['clip-iqa', 'model', 'precision', 'state', 'seconds', 'runs', 'peak RSS MiB'],
+      results.coldstart.runs.map((r) => [r.cli, r.arch, r.precision, r.state, r.seconds, r.all.join(' '), r.peakRssMiB ?? '–']),
+    );
+    if (results.coldstart.torchImport) log(`for scale: python3 -c "import torch" took ${results.coldstart.torchImport.seconds} s (median) in this run`);
+    if (results.coldstart.note) log(results.coldstart.note);
+    log();
+  }
   if (results.torch.note) log(results.torch.note);
   for (const n of results.notes) log(`note: ${n}`);
   if (idleWaits > 0) results.notes.push(`waited ${idleWaits / 2} s in all for the machine to be idle before measurements`);
@@ -491,4 +619,5 @@ if (sections.has('towers')) await towers();
 if (sections.has('text')) await text();
 if (sections.has('torch')) await torch();
 if (sections.has('e2e')) await e2e();
+if (sections.has('coldstart')) await coldstart();
 report();

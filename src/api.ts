@@ -8,6 +8,7 @@
  * text features (iqa/text-features); features → scores (iqa/score).
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { ClipIqaError, errorMessage, isClipIqaError } from './errors.js';
 import { type FileRequest, type ResolvedFile, resolveSources } from './hub/resolve.js';
 import type { HubOptions } from './hub/settings.js';
@@ -26,8 +27,11 @@ import {
   resolveAttributes,
 } from './iqa/prompts.js';
 import { pairScores } from './iqa/score.js';
-import { TextFeatureCache } from './iqa/text-features.js';
+import { TextFeatureCache, TokenMemo } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
+import { GraphCache, graphCacheBytes } from './model/graph-cache.js';
+import { openClipModel } from './model/model-weights.js';
+import { traced } from './util/trace.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
 import { memoryPixelLimit } from './model/memory.js';
 import { rememberedSha256 } from './util/file-sha256.js';
@@ -35,7 +39,7 @@ import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, typ
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
-import { loadClipModel } from './weights/layout.js';
+import { readCheckpointFile } from './weights/limits.js';
 import { StateDict } from './weights/state-dict.js';
 import { EMBED_IMAGE_OPTIONS, LOAD_OPTIONS, SCORE_MANY_OPTIONS, SCORE_MAPS_OPTIONS, SCORE_OPTIONS, checkOptions } from './known-options.js';
 
@@ -76,8 +80,9 @@ export interface ClipIqaOptions {
    */
   readonly precision?: Precision;
   /**
-   * Keep text features (and int8 calibration ranges) on disk under the cache root, per model, so that later runs
-   * skip the text tower (default true).
+   * Keep text features, int8 calibration ranges, prompt tokens and onnxruntime's optimised graphs on disk under the
+   * cache root, per model, so that later runs skip the text tower and start without building a graph or reading
+   * the checkpoint (default true; the graphs' share is bounded by `CLIP_IQA_GRAPH_CACHE_MB`, 0 turns it off).
    */
   readonly featureCache?: boolean;
   /** Where and how files are fetched: cache directory, offline mode, mirror, progress, quiet, … */
@@ -265,6 +270,7 @@ export class ClipIqa {
     name: string,
     options: ClipIqaOptions,
     modelSha256: string | null,
+    memo?: TokenMemo,
   ) {
     this.encoder = encoder;
     this.modelSha256 = modelSha256;
@@ -273,7 +279,7 @@ export class ClipIqa {
     this.#plusPrompts = plus?.prompts;
     this.name = name;
     this.#options = options;
-    this.#text = new TextFeatureCache(encoder, tokenizer);
+    this.#text = new TextFeatureCache(encoder, tokenizer, undefined, memo);
   }
 
   static async load(options: ClipIqaOptions = {}): Promise<ClipIqa> {
@@ -283,31 +289,56 @@ export class ClipIqa {
     checkPositional(options.positional, 'positional');
     checkPositional(options.plusPositional, 'plusPositional');
     const { model } = options;
-    const { modelFile, vocabFile, plusFile, cacheRoot } = await resolveModelFiles(options);
+    const { modelFile, vocabFile, plusFile, cacheRoot } = await traced('model files resolved', () => resolveModelFiles(options));
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    const [clip, tokenizer, context, weightsIdentity, modelSha256] = await Promise.all([
-      loadClipModel({
-        weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
-        config: modelFile?.config,
-        architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
-      }),
-      options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path),
-      plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
-      options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
+    // A checkpoint not hashed before is read once, for its hash and its weights.
+    let bytes: Uint8Array | undefined;
+    const readAndHash = async (real: string) => {
+      bytes = await readCheckpointFile(real);
+      return traced('checkpoint hashed', () => createHash('sha256').update(bytes!).digest('hex'));
+    };
+    const sha256: Promise<string | null> = (async () =>
       modelFile
-        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot).catch(() => null))
+        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot, readAndHash).catch(() => null))
         : model instanceof Uint8Array
           ? createHash('sha256').update(model).digest('hex')
-          : null,
+          : null)();
+    const graphs = options.featureCache === false || graphCacheBytes() === 0 ? undefined : new GraphCache(cacheRoot);
+    const [clip, tokenizer, context, weightsIdentity, modelSha256] = await Promise.all([
+      // The checkpoint is read now unless its summary and graphs are cached (model/model-weights.ts).
+      sha256.then((sha256) =>
+        openClipModel(
+          {
+            weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
+            config: modelFile?.config,
+            architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
+          },
+          graphs && sha256 ? { cache: graphs, sha256, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } : undefined,
+          bytes,
+        ),
+      ),
+      traced('vocabulary read', () => (options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path))),
+      plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
+      options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
+      sha256,
     ]);
-    const { sd, architecture } = clip;
+    const { architecture } = clip;
     // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
     // read with another config (activation, heads) are another model.
     const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
     const store = identity ? new FeatureStore(cacheRoot, identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
-    const onnx = OnnxClipEncoder.create(sd, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), architecture });
+    const onnx = OnnxClipEncoder.fromWeights(clip, {
+      ...options.runtime,
+      ...(precision ? { precision } : {}),
+      ...(store ? { store } : {}),
+      ...(graphs && clip.cacheKey ? { graphs: { cache: graphs, model: clip.cacheKey, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } } : {}),
+    });
+    // Cached graphs open in the background while the caller goes on (reads the vocabulary, decodes its image).
+    onnx.prefetch(options.positional ?? 'none');
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
+    // The learned prompts take token embeddings from the weights.
+    if (context) await onnx.loadWeights();
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
     // Without a pixel limit of the caller's, images are refused from their header beyond what this model can score in
@@ -319,7 +350,9 @@ export class ClipIqa {
     const name =
       options.name ??
       (modelFile?.entry ? modelFile.entry.name : modelFile ? (typeof model === 'string' ? model : modelFile.path) : model instanceof StateDict ? model.source : 'checkpoint');
-    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256);
+    // Token rows of prompts seen before, per vocabulary: the vocabulary is then never parsed.
+    const memo = store ? new TokenMemo(join(cacheRoot, 'features', `tokens-${tokenizer.digest.slice(0, 16)}.json`)) : undefined;
+    return new ClipIqa(encoder, tokenizer, plus, name, { ...options, decode, plusPositional: options.plusPositional ?? trainedWith }, modelSha256, memo);
   }
 
   get architecture(): ClipArchitecture {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { trace } from '../util/trace.js';
 import { main } from './main.js';
 
 // `clip-iqa photos/ --format csv | head` closes the pipe early: that ends the run quietly, as other tools do.
@@ -10,3 +11,4 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 process.exitCode = await main();
+trace('done');

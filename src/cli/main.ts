@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isClipIqaError } from '../errors.js';
 import { PACKAGE } from '../util/package.js';
+import { trace } from '../util/trace.js';
 import { embedCommand } from './embed.js';
 import { modelsCommand } from './models.js';
 import { promptsCommand } from './prompts.js';
@@ -33,6 +34,7 @@ export function createProgram(): Command {
 }
 
 export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  trace('modules loaded');
   const program = createProgram();
   try {
     await program.parseAsync([...argv]);

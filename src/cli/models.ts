@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { describeArchitecture } from '../weights/architecture.js';
 import { cachePath, formatBytes, hfCacheRoot, listModels, pullModel, removeModel, verifyCache } from '../hub/index.js';
+import { GRAPH_CACHE_ENV, GraphCache } from '../model/graph-cache.js';
 import { type ModelFlags, hubOptions } from './model-options.js';
 
 interface HubFlags extends Pick<ModelFlags, 'cacheDir' | 'offline' | 'mirror' | 'quiet'> {
@@ -72,6 +73,33 @@ export function modelsCommand(program: Command): Command {
       const removed = await removeModel(name, hubOptions(flags));
       process.stdout.write(flags.json ? `${JSON.stringify({ name, removed })}\n` : removed.length ? `${name}: removed ${removed.join(', ')}\n` : `${name}: not cached\n`);
     }
+  });
+
+  hubFlags(
+    models
+      .command('built')
+      .description('optimised graphs and checkpoint summaries kept for fast starts (see CLIP_IQA_GRAPH_CACHE_MB); --clear removes them')
+      .option('--clear', 'remove them all (they are built again when next needed)'),
+  ).action(async (flags: HubFlags & { clear?: boolean }) => {
+    const cache = new GraphCache(cachePath(hubOptions(flags)));
+    if (flags.clear) {
+      const { entries, bytes } = await cache.clear();
+      process.stdout.write(flags.json ? `${JSON.stringify({ cleared: entries, bytes })}\n` : `removed ${entries} built ${entries === 1 ? 'entry' : 'entries'} (${formatBytes(bytes)}) from ${cache.dir}\n`);
+      return;
+    }
+    const entries = await cache.list();
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ dir: cache.dir, maxBytes: cache.maxBytes, entries: entries.map((e) => ({ ...e, lastUsed: e.lastUsed.toISOString() })) }, null, 2)}\n`);
+      return;
+    }
+    const total = entries.reduce((a, e) => a + e.bytes, 0);
+    const rows = entries.map((e) => [e.key.slice(0, 12), e.kind, e.what, formatBytes(e.bytes), e.lastUsed.toISOString().slice(0, 16).replace('T', ' '), e.model]);
+    const head = ['key', 'kind', 'what', 'size', 'last used', 'model'];
+    const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+    for (const r of [head, ...rows]) process.stdout.write(`${r.map((cell, c) => (c < r.length - 1 ? cell.padEnd(widths[c]!) : cell)).join('  ')}\n`);
+    process.stdout.write(
+      `\n${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}, ${formatBytes(total)} of ${cache.enabled ? formatBytes(cache.maxBytes) : 'a cache turned off'} (${GRAPH_CACHE_ENV}) in ${cache.dir}\n`,
+    );
   });
 
   hubFlags(models.command('path').description('print the cache directory')).action((flags: HubFlags) => {

@@ -5,9 +5,7 @@
 import type { Command } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { formatBytes } from '../hub/progress.js';
-import { type ReportOptions, checkReportPath, writeReport } from '../report/html.js';
-import { readResults } from '../report/results.js';
-import { fetchImage } from '../server/fetch.js';
+import type { ReportOptions } from '../report/html.js';
 import { BatchProgress } from './progress.js';
 
 interface ReportFlags {
@@ -55,6 +53,12 @@ then 1. A file that is not results at all exits 2.`,
 
 async function runReport(path: string, flags: ReportFlags): Promise<number> {
   const output = flags.output ?? path.replace(/(\.(jsonl|ndjson|json))?$/i, '.html');
+  // Loaded by this command only, so that `score` and `embed` start without them.
+  const [{ checkReportPath, writeReport }, { readResults }, { fetchImage }] = await Promise.all([
+    import('../report/html.js'),
+    import('../report/results.js'),
+    import('../server/fetch.js'),
+  ]);
   await checkReportPath(output);
   const saved = await readResults(path);
   const log = (text: string) => {

@@ -5,7 +5,6 @@ import { type BatchResult, ClipIqa, type ScoreOptions, planScore } from '../api.
 import { ClipIqaError, errorMessage } from '../errors.js';
 import { DEFAULT_URL_FETCH, type UrlFetchOptions } from '../image/fetch.js';
 import type { ImageSource } from '../image/decode.js';
-import { checkReportPath, writeReport } from '../report/html.js';
 import { checkWritableFile } from '../util/output-file.js';
 import { DEFAULT_MAX_INPUT_BYTES, type InputItem, type Inputs, expandInputs, readStdin } from './inputs.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions, positiveInt } from './model-options.js';
@@ -194,7 +193,8 @@ async function runScore(args: string[], flags: ScoreFlags): Promise<number> {
   const action = fileAction(flags);
   const outputPath = flags.resume ?? flags.output;
   if (outputPath) await checkWritableFile(outputPath, 'the results', 'scores.json');
-  if (flags.report) await checkReportPath(flags.report);
+  // The report code (and what it loads) only when a report is asked for.
+  if (flags.report) await (await import('../report/html.js')).checkReportPath(flags.report);
   if (action) await checkActionDir(action.dir, action.flag);
 
   const options: ScoreOptions = { attributes: flags.attributes, prompts: flags.prompt, ensemble: flags.ensemble };
@@ -394,7 +394,7 @@ async function scoreAll(iqa: ClipIqa, ctx: RunContext, onInterrupt: (signal: Nod
   if (flags.report) {
     // A resumed run's report shows every image of the file, not only this run's.
     const reportRows = resume ? [...resume.rows, ...rows] : filtered ? shownRows : rows;
-    const info = await writeReport(flags.report, { header, rows: reportRows, sortBy: selection.by });
+    const info = await (await import('../report/html.js')).writeReport(flags.report, { header, rows: reportRows, sortBy: selection.by });
     note(`wrote the report (${info.scored} images) to ${printable(flags.report)}`);
   }
   if (ctx.action) await act(ctx.action, shownRows, flags.dryRun === true, note);

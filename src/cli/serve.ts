@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULTS, buildServer, installShutdown, serverUrl } from '../server/index.js';
+import { DEFAULTS } from '../server/options.js';
 import { type ModelFlags, addModelOptions, clipIqaOptions, positiveInt } from './model-options.js';
 
 interface ServeFlags extends ModelFlags {
@@ -117,6 +117,8 @@ Examples:
 
 async function runServe(flags: ServeFlags): Promise<number> {
   const token = flags.token ?? (process.env.CLIP_IQA_TOKEN || undefined);
+  // fastify and the server's plugins are loaded only by this command (a `score` run never pays for them).
+  const { buildServer, installShutdown, serverUrl } = await import('../server/index.js');
   const app = await buildServer({
     model: clipIqaOptions(flags),
     workers: flags.workers,

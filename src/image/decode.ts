@@ -44,10 +44,17 @@
  * is 1 there), which suits us: the network, not decoding, needs the cores.
  */
 import { stat } from 'node:fs/promises';
-import sharp, { type Metadata, type OutputInfo, type ResizeOptions } from 'sharp';
+import type { Metadata, OutputInfo, ResizeOptions } from 'sharp';
 import { ClipIqaError, errCode, errorMessage } from '../errors.js';
 import { parseByteSize, readRegularFile } from '../util/read-file.js';
 import type { RawImage } from '../model/types.js';
+
+/**
+ * sharp (libvips) is loaded on first use: loading its native library is a good part of a cold start, and a first
+ * decode then overlaps onnxruntime opening the model's graphs on its own threads.
+ */
+let sharpModule: Promise<typeof import('sharp')> | undefined;
+const loadSharp = async (): Promise<typeof import('sharp').default> => (await (sharpModule ??= import('sharp'))).default;
 
 /** What can be decoded: a file path, encoded bytes (a Buffer is a Uint8Array), or pixels already decoded. */
 export type ImageSource = string | Uint8Array | RawImage;
@@ -175,7 +182,7 @@ export async function decodeImage(source: ImageSource, options: DecodeOptions = 
   // An sRGB profile converts to sRGB as the identity (bit-equal on the shared photos) at twice the decode
   // time, so it is skipped like an absent one.
   const convertIcc = opts.icc === 'convert' && meta.hasProfile && !isSrgbProfile(meta.icc);
-  let pipeline = sharp(bytes, {
+  let pipeline = (await loadSharp())(bytes, {
     failOn: opts.failOn,
     limitInputPixels: opts.limitInputPixels,
     autoOrient: opts.orientation === 'exif',
@@ -384,7 +391,7 @@ async function decodeRaw(img: RawImage, opts: CheckedOptions): Promise<DecodedIm
   if (target) checkTargetSize(target, name, opts.limitInputPixels);
   if (!target) return { width: img.width, height: img.height, data: img.data, bitDepth: sixteen ? 16 : 8, format: 'raw', original };
   try {
-    const { data, info } = await sharp(img.data, {
+    const { data, info } = await (await loadSharp())(img.data, {
       raw: { width: img.width, height: img.height, channels: 3 },
       limitInputPixels: opts.limitInputPixels,
     })
@@ -453,7 +460,7 @@ async function readMetadata(input: string | Uint8Array, name: string): Promise<M
   try {
     // The limit is enforced by checkDecodable (with the actual size in the message) and again by the
     // decode itself; reading a header allocates no pixels.
-    return await sharp(input, { limitInputPixels: false }).metadata();
+    return await (await loadSharp())(input, { limitInputPixels: false }).metadata();
   } catch (e) {
     const reason = errorMessage(e);
     if (/unsupported image format/i.test(reason)) {

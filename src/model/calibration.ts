@@ -14,7 +14,6 @@
 import { createHash } from 'node:crypto';
 import { type DecodedImage, decodeImage } from '../image/decode.js';
 import type { ActivationRange } from '../graph/quantize.js';
-import { TAP_PREFIX, buildResNet } from '../graph/resnet.js';
 import type { RuntimeOptions } from '../runtime/options.js';
 import { OrtSession } from '../runtime/session.js';
 import { float32Tensor } from '../runtime/tensors.js';
@@ -88,6 +87,8 @@ export async function calibrateResNet(
 ): Promise<Map<string, ActivationRange>> {
   const clip = options.clip ?? 0;
   const widest = (options.combine ?? 'max') === 'max';
+  // The graph builders are loaded when a graph is built (a cached int8 graph needs only CALIBRATION_ID).
+  const { TAP_PREFIX, buildResNet } = await import('../graph/resnet.js');
   const model = buildResNet(sd, vision, embedDim, { output: 'taps', positions: false }).serialize({ externalMinBytes: runtime.externalMinBytes });
   const session = await OrtSession.create('calibration', model, { ...runtime, precision: 'float32' });
   // The widest range, or the sum of the ranges until it is divided into their mean.

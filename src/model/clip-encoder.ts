@@ -3,19 +3,19 @@ import { ClipIqaError } from '../errors.js';
 import type { GraphBuilder } from '../graph/builder.js';
 import { type Grid, gridOf, minimumSide, tokenCount } from '../graph/geometry.js';
 import { positionalTerm } from '../graph/positions.js';
-import { type PixelDepth, buildPreprocess } from '../graph/preprocess.js';
-import { buildResNet } from '../graph/resnet.js';
-import { buildText } from '../graph/text.js';
-import { buildVit } from '../graph/vit.js';
+import type { PixelDepth } from '../graph/preprocess.js';
 import type { ActivationRange } from '../graph/quantize.js';
 import { PRECISIONS, type Precision, type RuntimeOptions } from '../runtime/options.js';
 import { OrtSession } from '../runtime/session.js';
 import { float32Data, float32Tensor, int64Tensor, pixelTensor } from '../runtime/tensors.js';
-import { type Tensor as WeightTensor, scalarValue, toFloat32 } from '../tensor.js';
+import { type Tensor as WeightTensor, toFloat32 } from '../tensor.js';
+import { trace, traced } from '../util/trace.js';
 import { type ClipArchitecture, inferArchitecture } from '../weights/architecture.js';
 import type { StateDict } from '../weights/state-dict.js';
-import { CALIBRATION_ID, type CalibrationOptions, calibrateResNet, calibrationPhotographs } from './calibration.js';
+import type { CalibrationOptions } from './calibration.js';
 import type { FeatureStore } from './feature-cache.js';
+import { type GraphCache, graphKey } from './graph-cache.js';
+import { type ModelWeights, weightsOf } from './model-weights.js';
 import type { ClipEncoder, DenseFeatures, Features, PixelBatch, PositionalMode, RawImage } from './types.js';
 
 export interface ClipEncoderOptions extends RuntimeOptions {
@@ -28,6 +28,11 @@ export interface ClipEncoderOptions extends RuntimeOptions {
    * epsilon; see weights/layout.ts); default: inferred from `sd` as OpenAI's build_model does.
    */
   readonly architecture?: ClipArchitecture;
+  /**
+   * Where optimised graphs are kept between runs (model/graph-cache.ts), and the key of the model they are built
+   * from (its summary's key: SHA-256, config, architecture); unset: every graph is built in memory.
+   */
+  readonly graphs?: { readonly cache: GraphCache; readonly model: string; readonly name: string };
 }
 
 /** The graphs an encoder may build, each at most once. `image-positions` serves both `fixed` and `interpolate`. */
@@ -48,27 +53,62 @@ const optionError = (message: string): ClipIqaError => new ClipIqaError('E_OPTIO
 export class OnnxClipEncoder implements ClipEncoder {
   readonly architecture: ClipArchitecture;
   readonly logitScale: number;
-  readonly #sd: StateDict;
+  readonly #weights: ModelWeights;
   readonly #options: ClipEncoderOptions;
   readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
   readonly #resampled = new Map<number, Float32Array>();
-  #positionTable: Float32Array | undefined;
+  readonly #origins = new Map<string, 'cache' | 'built'>();
+  #disposed = false;
   #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
 
-  private constructor(sd: StateDict, options: ClipEncoderOptions) {
+  private constructor(weights: ModelWeights, options: ClipEncoderOptions) {
     if (options.precision !== undefined && !PRECISIONS.includes(options.precision)) {
       throw optionError(`precision must be one of ${PRECISIONS.join(', ')}, got ${JSON.stringify(options.precision)}`);
     }
-    this.#sd = sd;
+    this.#weights = weights;
     this.#options = options;
-    this.architecture = options.architecture ?? inferArchitecture(sd);
+    this.architecture = weights.architecture;
     // The reference takes exp in float32.
-    this.logitScale = Math.fround(Math.exp(scalarValue(sd.get('logit_scale'))));
+    this.logitScale = Math.fround(Math.exp(weights.logitScale));
   }
 
   /** An encoder over `sd`; no graph is built until a tower is first used. */
   static create(sd: StateDict, options: ClipEncoderOptions = {}): OnnxClipEncoder {
-    return new OnnxClipEncoder(sd, options);
+    return new OnnxClipEncoder(weightsOf(sd, options.architecture ?? inferArchitecture(sd)), options);
+  }
+
+  /**
+   * An encoder over weights that may not be read yet (model/model-weights.ts): they are read when a graph must be
+   * built or token embeddings are looked up, not for graphs found in `options.graphs`.
+   */
+  static fromWeights(weights: ModelWeights, options: ClipEncoderOptions = {}): OnnxClipEncoder {
+    return new OnnxClipEncoder(weights, { ...options, architecture: weights.architecture });
+  }
+
+  /**
+   * Starts opening, in the background, the cached graphs a score call in positional mode `mode` uses (preprocessing
+   * and the image tower), so that onnxruntime maps them while the caller reads its image. Graphs not in the cache
+   * are left to be built on first use.
+   */
+  prefetch(mode: PositionalMode): void {
+    const keys: GraphKey[] = ['preprocess-8', mode === 'none' ? 'image' : 'image-positions'];
+    for (const key of keys) {
+      void (async () => {
+        const cacheKey = await this.#cacheKey(key);
+        if (!cacheKey || this.#disposed || this.#sessions.has(key) || !(await this.#options.graphs!.cache.find(cacheKey))) return;
+        if (!this.#disposed && !this.#sessions.has(key)) await this.#session(key);
+      })().catch(() => undefined);
+    }
+  }
+
+  /** Where each graph in use came from: the graph cache, or built from the weights in this process. */
+  get graphOrigins(): ReadonlyMap<string, 'cache' | 'built'> {
+    return this.#origins;
+  }
+
+  /** Reads the weights now if they are not yet (`tokenEmbeddings` needs them). */
+  async loadWeights(): Promise<void> {
+    await this.#weights.stateDict();
   }
 
   // -- sessions ---------------------------------------------------------------------------------------------------
@@ -82,14 +122,16 @@ export class OnnxClipEncoder implements ClipEncoder {
       this.#ranges = (async () => {
         const cacheable = store && !calibration;
         if (cacheable) {
+          const { CALIBRATION_ID } = await import('./calibration.js');
           const saved = await store.readJson<Record<string, ActivationRange>>(CALIBRATION_ID);
           const entries = saved && typeof saved === 'object' ? Object.entries(saved) : [];
           if (entries.length > 0 && entries.every(([, r]) => Number.isFinite(r?.min) && Number.isFinite(r?.max))) return new Map(entries);
         }
         // Normalised by the preprocessing graph, as every image the int8 trunk will see.
+        const { calibrateResNet, calibrationPhotographs } = await import('./calibration.js');
         const images = calibration?.pixels ?? (await Promise.all((await calibrationPhotographs()).map((img) => this.normalize([img]))));
-        const ranges = await calibrateResNet(this.#sd, vision, embedDim, this.#options, images, calibration);
-        if (cacheable) await store.writeJson(CALIBRATION_ID, Object.fromEntries(ranges));
+        const ranges = await traced('int8 calibration', async () => calibrateResNet(await this.#weights.stateDict(), vision, embedDim, this.#options, images, calibration));
+        if (cacheable) await store.writeJson((await import('./calibration.js')).CALIBRATION_ID, Object.fromEntries(ranges));
         return ranges;
       })();
       this.#ranges.catch(() => (this.#ranges = undefined));
@@ -105,35 +147,87 @@ export class OnnxClipEncoder implements ClipEncoder {
     const { vision, text, embedDim } = this.architecture;
     const int8 = this.precision === 'int8';
     const ranges = int8 && vision.family === 'resnet' && (key === 'image' || key === 'image-positions' || key === 'dense') ? await this.#calibrate() : undefined;
+    // The builders (and protobufjs under them) are loaded only when a graph is built, not for cached graphs.
     switch (key) {
       case 'preprocess-8':
-        return buildPreprocess(8, this.architecture.normalization);
       case 'preprocess-16':
-        return buildPreprocess(16, this.architecture.normalization);
+        return (await import('../graph/preprocess.js')).buildPreprocess(key === 'preprocess-8' ? 8 : 16, this.architecture.normalization);
       case 'text':
-        return buildText(this.#sd, text, embedDim);
+        return (await import('../graph/text.js')).buildText(await this.#weights.stateDict(), text, embedDim);
       case 'dense':
         if (vision.family !== 'resnet') throw new Error('dense graph of a ViT');
-        return buildResNet(this.#sd, vision, embedDim, { output: 'dense', positions: false, ranges });
+        return (await import('../graph/resnet.js')).buildResNet(await this.#weights.stateDict(), vision, embedDim, { output: 'dense', positions: false, ranges });
       case 'image':
       case 'image-positions': {
         const positions = key === 'image-positions';
+        const sd = await this.#weights.stateDict();
         return vision.family === 'resnet'
-          ? buildResNet(this.#sd, vision, embedDim, { output: 'pooled', positions, ranges })
-          : buildVit(this.#sd, vision, embedDim, { positions, int8 });
+          ? (await import('../graph/resnet.js')).buildResNet(sd, vision, embedDim, { output: 'pooled', positions, ranges })
+          : (await import('../graph/vit.js')).buildVit(sd, vision, embedDim, { positions, int8 });
       }
     }
+  }
+
+  /** The graph cache key of `key` for this model and these options; undefined when graphs are not cached. */
+  async #cacheKey(key: GraphKey): Promise<string | undefined> {
+    const { graphs, device, graphOptimizationLevel, configEntries, calibration } = this.#options;
+    if (!graphs?.cache.enabled || (device !== undefined && device !== 'cpu')) return undefined;
+    const int8 = this.precision === 'int8' && key !== 'text' && !key.startsWith('preprocess');
+    // Ranges calibrated on the caller's own images are not the cached ones.
+    if (int8 && calibration) return undefined;
+    return graphKey({
+      kind: 'graph',
+      model: graphs.model,
+      graph: key,
+      precision: int8 ? 'int8' : 'float32',
+      calibration: int8 && this.architecture.vision.family === 'resnet' ? (await import('./calibration.js')).CALIBRATION_ID : null,
+      optimization: graphOptimizationLevel ?? 'all',
+      configEntries: configEntries ?? null,
+    });
+  }
+
+  /** A session over the cached optimised graph of `key`, verified while onnxruntime loads it; undefined on a miss. */
+  async #cachedSession(key: GraphKey, cacheKey: string, options: RuntimeOptions): Promise<OrtSession | undefined> {
+    const cache = this.#options.graphs!.cache;
+    const found = await cache.find(cacheKey);
+    if (!found) return undefined;
+    // The check of every byte runs while onnxruntime loads the graph; a session over a damaged entry is dropped unused.
+    const [session, ok] = await Promise.all([OrtSession.open(key, found.dir, options).catch(() => undefined), found.verify()]);
+    if (session && ok) return session;
+    await session?.dispose();
+    if (ok) await cache.remove(cacheKey);
+    return undefined;
   }
 
   #session(key: GraphKey): Promise<OrtSession> {
     let session = this.#sessions.get(key);
     if (!session) {
       session = (async () => {
-        const model = (await this.#build(key)).serialize({ externalMinBytes: this.#options.externalMinBytes });
         // Normalisation is a few milliseconds of memory-bound arithmetic. On one thread it has no pool of
         // workers left spinning after each run, which would compete for the cores with the tower run next.
         const options = key === 'preprocess-8' || key === 'preprocess-16' ? { ...this.#options, threads: 1 } : this.#options;
-        return OrtSession.create(key, model, options);
+        const cacheKey = await this.#cacheKey(key);
+        if (cacheKey) {
+          const cached = await traced(`${key} graph from the cache`, () => this.#cachedSession(key, cacheKey, options));
+          if (cached) {
+            this.#origins.set(key, 'cache');
+            return cached;
+          }
+        }
+        const model = await traced(`${key} graph built`, async () => (await this.#build(key)).serialize({ externalMinBytes: this.#options.externalMinBytes }));
+        const pending = cacheKey ? await this.#options.graphs!.cache.begin(cacheKey) : undefined;
+        try {
+          const created = await traced(`${key} session created${pending ? ' (and saved)' : ''}`, () => OrtSession.create(key, model, options, pending?.dir));
+          if (pending) {
+            const what = `${key} ${key === 'text' || key.startsWith('preprocess') ? 'float32' : this.precision}`;
+            if (!(await pending.commit({ kind: 'graph', what, model: this.#options.graphs!.name }))) trace(`${key} graph not cached`);
+          }
+          this.#origins.set(key, 'built');
+          return created;
+        } catch (e) {
+          await pending?.discard();
+          throw e;
+        }
       })();
       // A failed build is not cached, so that a later call reports the failure again rather than a stale promise.
       session.catch(() => this.#sessions.delete(key));
@@ -143,6 +237,7 @@ export class OnnxClipEncoder implements ClipEncoder {
   }
 
   async dispose(): Promise<void> {
+    this.#disposed = true;
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
     for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.dispose();
@@ -206,15 +301,13 @@ export class OnnxClipEncoder implements ClipEncoder {
 
   #positions(mode: PositionalMode, pixels: PixelBatch, tokens: number): Float32Array | null {
     const { vision } = this.architecture;
-    const name = vision.family === 'resnet' ? 'visual.attnpool.positional_embedding' : 'visual.positional_embedding';
     const width = vision.family === 'resnet' ? vision.poolWidth : vision.width;
     const rows = vision.grid * vision.grid + 1;
-    this.#positionTable ??= this.#sd.float32(name);
     const cached = mode === 'interpolate' ? this.#resampled.get(tokens) : undefined;
     if (cached) return cached;
     const term = positionalTerm(
       mode,
-      this.#positionTable,
+      this.#weights.positions,
       rows,
       width,
       tokens,
@@ -261,7 +354,9 @@ export class OnnxClipEncoder implements ClipEncoder {
 
   tokenEmbeddings(ids: readonly number[]): Float32Array {
     const { width, vocabSize } = this.architecture.text;
-    const table = this.#sd.get('token_embedding.weight');
+    const sd = this.#weights.loaded;
+    if (!sd) throw new Error('token embeddings need the weights: await loadWeights() first');
+    const table = sd.get('token_embedding.weight');
     const out = new Float32Array(ids.length * width);
     ids.forEach((id, i) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
@@ -286,6 +381,7 @@ export class OnnxClipEncoder implements ClipEncoder {
       for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
       return best;
     });
+    await this.#weights.stateDict();
     return this.encodeEmbeddings(this.tokenEmbeddings(rows.flat()), rows.length, eot);
   }
 

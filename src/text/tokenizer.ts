@@ -6,6 +6,7 @@
  * `bpe_simple_vocab_16e6.txt.gz` (lines 1..48894, line 0 is a version header, the rest of the file is
  * unused), then `<|startoftext|>` 49406 and `<|endoftext|>` 49407.
  */
+import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { ClipIqaError, errCode } from '../errors.js';
 import { formatBytes, readRegularFile } from '../util/read-file.js';
@@ -21,6 +22,8 @@ export const DEFAULT_CONTEXT_LENGTH = 77;
  * The vocabulary file, and its text once unpacked, may take this much: the real file is 1.3 MB (3.2 MB unpacked)
  * and CLIP reads only its first 48895 lines; a gzip bomb would otherwise inflate to gigabytes.
  */
+/** SHA-256 of the published `bpe_simple_vocab_16e6.txt.gz`. */
+export const CLIP_VOCAB_SHA256 = '924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a';
 export const MAX_VOCAB_BYTES = 16 * 1024 * 1024;
 /** The word cache is bounded so that a long-running server fed arbitrary text does not grow without end. */
 const CACHE_LIMIT = 100_000;
@@ -76,26 +79,58 @@ export class Tokenizer {
   readonly vocabSize: number;
   readonly contextLength: number;
 
-  private readonly ids: Map<string, number>;
+  /** SHA-256 (hex) of the vocabulary file's bytes as given (gzipped or not). */
+  readonly digest: string;
+
+  #ids: Map<string, number> | undefined;
   /** Merge ranks keyed by the merge line `left right`; symbols never hold a space (it is byte-mapped to `Ġ`). */
-  private readonly ranks: Map<string, number>;
+  #ranks: Map<string, number> | undefined;
+  #merges: readonly string[] | (() => readonly string[]);
   private readonly byteChars: readonly string[];
   private readonly cache = new Map<string, readonly number[]>();
   private readonly utf8 = new TextEncoder();
 
-  private constructor(merges: readonly string[], options: TokenizerOptions) {
+  /**
+   * `merges` may be a function that parses them on first use: for the published vocabulary (known by its SHA-256),
+   * whose ids are known, so that a run whose prompts are all memoised never parses 49k merge lines.
+   */
+  private constructor(merges: readonly string[] | (() => readonly string[]), options: TokenizerOptions, digest: string) {
     this.byteChars = byteAlphabet();
+    this.#merges = merges;
+    this.digest = digest;
+    if (typeof merges === 'function') {
+      this.sot = CLIP_VOCAB_SIZE - 2;
+      this.eot = CLIP_VOCAB_SIZE - 1;
+      this.vocabSize = CLIP_VOCAB_SIZE;
+    } else {
+      this.#build();
+      this.sot = this.#ids!.get(SOT_TEXT)!;
+      this.eot = this.#ids!.get(EOT_TEXT)!;
+      this.vocabSize = 256 * 2 + merges.length + 2;
+    }
+    this.contextLength = checkContextLength(options.contextLength ?? DEFAULT_CONTEXT_LENGTH);
+  }
+
+  #build(): void {
+    if (typeof this.#merges === 'function') this.#merges = this.#merges();
+    const merges = this.#merges;
     const symbols = byteSymbolsInVocabOrder(this.byteChars);
     const vocab = [...symbols, ...symbols.map((s) => s + '</w>'), ...merges.map((m) => m.replace(' ', '')), SOT_TEXT, EOT_TEXT];
     // Later duplicates overwrite earlier ones, as in the reference's dict comprehension.
-    this.ids = new Map();
-    vocab.forEach((tok, i) => this.ids.set(tok, i));
-    this.ranks = new Map();
-    merges.forEach((m, i) => this.ranks.set(m, i));
-    this.sot = this.ids.get(SOT_TEXT)!;
-    this.eot = this.ids.get(EOT_TEXT)!;
-    this.vocabSize = vocab.length;
-    this.contextLength = checkContextLength(options.contextLength ?? DEFAULT_CONTEXT_LENGTH);
+    this.#ids = new Map();
+    vocab.forEach((tok, i) => this.#ids!.set(tok, i));
+    this.#ranks = new Map();
+    merges.forEach((m, i) => this.#ranks!.set(m, i));
+  }
+
+  private get ids(): Map<string, number> {
+    if (!this.#ids) this.#build();
+    return this.#ids!;
+  }
+
+  private get ranks(): Map<string, number> {
+    if (!this.#ranks) this.#build();
+    return this.#ranks!;
   }
 
   /**
@@ -131,59 +166,14 @@ export class Tokenizer {
 
   /** Builds the tokenizer from the vocabulary file's bytes; `source` names it in errors. */
   static fromBytes(bytes: Uint8Array, source = '<vocabulary bytes>', options: TokenizerOptions = {}): Tokenizer {
-    const fail = (what: string, cause?: unknown): ClipIqaError =>
-      new ClipIqaError(
-        'E_TOKENIZER',
-        `${source} is not a usable CLIP BPE vocabulary: ${what}. Expected bpe_simple_vocab_16e6.txt.gz ` +
-          '(sha256 924691ac…6804a); download it again with the model.',
-        cause === undefined ? undefined : { cause },
-      );
-    let raw = bytes;
-    if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-      try {
-        raw = gunzipSync(bytes, { maxOutputLength: MAX_VOCAB_BYTES });
-      } catch (e) {
-        if (errCode(e) === 'ERR_BUFFER_TOO_LARGE') throw fail(`it inflates to more than ${formatBytes(MAX_VOCAB_BYTES)} (the real one is 3.2 MB)`, e);
-        throw fail(`gzip data is corrupt (${(e as Error).message})`, e);
-      }
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    // The published vocabulary is known good: its merges are parsed when first needed (a copy, as the caller may reuse
+    // the buffer).
+    if (digest === CLIP_VOCAB_SHA256) {
+      const copy = Uint8Array.from(bytes);
+      return new Tokenizer(() => parseMerges(copy, source), options, digest);
     }
-    // The file holds ~262k merges and CLIP uses the first 48894: decode and split only those lines.
-    let end = 0;
-    for (let line = 0; line <= MERGE_COUNT; line++) {
-      const nl = raw.indexOf(0x0a, end);
-      if (nl < 0) {
-        if (line === MERGE_COUNT && end < raw.length) end = raw.length; // last needed line, no newline after it
-        else throw fail(`it ends at line ${line + 1}, CLIP reads ${MERGE_COUNT} merge lines after the header`);
-        break;
-      }
-      end = nl + 1;
-    }
-    let text: string;
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(raw.subarray(0, end));
-    } catch (e) {
-      throw fail('it is not UTF-8 text', e);
-    }
-    const lines = text.split('\n', MERGE_COUNT + 1);
-    lines.shift(); // "#version: 0.2"
-    const region = lines.join('\n');
-    // One scan instead of a test per line: merge halves are byte-alphabet strings (`</w>` is made of them too).
-    const stray = /[^!-~¡-¬®-ÿĀ-Ń \r\n]/u.exec(region);
-    if (stray) {
-      const at = region.slice(0, stray.index).split('\n').length + 1;
-      throw fail(`line ${at} holds ${JSON.stringify(stray[0])}, which is not a byte symbol`);
-    }
-    const merges: string[] = new Array(MERGE_COUNT);
-    for (let i = 0; i < MERGE_COUNT; i++) {
-      let line = lines[i]!;
-      if (line.endsWith('\r')) line = line.slice(0, -1);
-      const sp = line.indexOf(' ');
-      if (sp <= 0 || sp === line.length - 1 || line.indexOf(' ', sp + 1) >= 0) {
-        throw fail(`line ${i + 2} is not a merge of two byte-symbol strings: ${JSON.stringify(line.slice(0, 60))}`);
-      }
-      merges[i] = line;
-    }
-    return new Tokenizer(merges, options);
+    return new Tokenizer(parseMerges(bytes, source), options, digest);
   }
 
   /** BPE ids of the text, without SOT/EOT. */
@@ -279,4 +269,61 @@ function checkContextLength(n: number): number {
     throw new ClipIqaError('E_OPTION', `contextLength must be an integer of at least 2 (start and end markers), got ${n}.`);
   }
   return n;
+}
+
+/** The first MERGE_COUNT merge lines of a vocabulary file, checked. */
+function parseMerges(bytes: Uint8Array, source: string): string[] {
+  const fail = (what: string, cause?: unknown): ClipIqaError =>
+    new ClipIqaError(
+      'E_TOKENIZER',
+      `${source} is not a usable CLIP BPE vocabulary: ${what}. Expected bpe_simple_vocab_16e6.txt.gz ` +
+        '(sha256 924691ac…6804a); download it again with the model.',
+      cause === undefined ? undefined : { cause },
+    );
+  let raw = bytes;
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    try {
+      raw = gunzipSync(bytes, { maxOutputLength: MAX_VOCAB_BYTES });
+    } catch (e) {
+      if (errCode(e) === 'ERR_BUFFER_TOO_LARGE') throw fail(`it inflates to more than ${formatBytes(MAX_VOCAB_BYTES)} (the real one is 3.2 MB)`, e);
+      throw fail(`gzip data is corrupt (${(e as Error).message})`, e);
+    }
+  }
+  // The file holds ~262k merges and CLIP uses the first 48894: decode and split only those lines.
+  let end = 0;
+  for (let line = 0; line <= MERGE_COUNT; line++) {
+    const nl = raw.indexOf(0x0a, end);
+    if (nl < 0) {
+      if (line === MERGE_COUNT && end < raw.length) end = raw.length; // last needed line, no newline after it
+      else throw fail(`it ends at line ${line + 1}, CLIP reads ${MERGE_COUNT} merge lines after the header`);
+      break;
+    }
+    end = nl + 1;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(raw.subarray(0, end));
+  } catch (e) {
+    throw fail('it is not UTF-8 text', e);
+  }
+  const lines = text.split('\n', MERGE_COUNT + 1);
+  lines.shift(); // "#version: 0.2"
+  const region = lines.join('\n');
+  // One scan instead of a test per line: merge halves are byte-alphabet strings (`</w>` is made of them too).
+  const stray = /[^!-~¡-¬®-ÿĀ-Ń \r\n]/u.exec(region);
+  if (stray) {
+    const at = region.slice(0, stray.index).split('\n').length + 1;
+    throw fail(`line ${at} holds ${JSON.stringify(stray[0])}, which is not a byte symbol`);
+  }
+  const merges: string[] = new Array(MERGE_COUNT);
+  for (let i = 0; i < MERGE_COUNT; i++) {
+    let line = lines[i]!;
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    const sp = line.indexOf(' ');
+    if (sp <= 0 || sp === line.length - 1 || line.indexOf(' ', sp + 1) >= 0) {
+      throw fail(`line ${i + 2} is not a merge of two byte-symbol strings: ${JSON.stringify(line.slice(0, 60))}`);
+    }
+    merges[i] = line;
+  }
+  return merges;
 }

@@ -33,9 +33,9 @@ async function readMemo(path: string): Promise<Memo> {
 
 /**
  * The file's SHA-256 (hex), from the memo under `cacheRoot` when the file is unchanged since it was hashed, else
- * computed and remembered.
+ * computed (by `compute` when given: a caller that reads the file anyway hashes the bytes it read) and remembered.
  */
-export async function rememberedSha256(path: string, cacheRoot: string): Promise<string> {
+export async function rememberedSha256(path: string, cacheRoot: string, compute?: (realPath: string) => Promise<string>): Promise<string> {
   const real = await realpath(path);
   const info = await stat(real);
   const memoPath = join(cacheRoot, FILE);
@@ -44,7 +44,7 @@ export async function rememberedSha256(path: string, cacheRoot: string): Promise
   if (known && known.size === info.size && known.mtimeMs === info.mtimeMs && known.ino === info.ino && /^[0-9a-f]{64}$/.test(known.sha256)) {
     return known.sha256;
   }
-  const { sha256 } = await sha256File(real);
+  const sha256 = compute ? await compute(real) : (await sha256File(real)).sha256;
   // Read again just before writing, so that a concurrent run's new entry is kept rather than overwritten.
   const latest = await readMemo(memoPath);
   latest[real] = { size: info.size, mtimeMs: info.mtimeMs, ino: info.ino, sha256, used: Date.now() };

@@ -1,0 +1,162 @@
+/**
+ * A CLIP checkpoint as the encoder needs it at start-up: its architecture, logit scale and the image tower's
+ * positional table, with the state dict read only when a graph must be built (or token embeddings looked up).
+ *
+ * When every graph a run needs is in the graph cache (model/graph-cache.ts), the 400 MB of weights are never read:
+ * the checkpoint's summary is kept there too, under a key of the file's SHA-256, its config and the registry's
+ * architecture, so that a cached run opens no checkpoint at all.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { scalarValue } from '../tensor.js';
+import type { ClipArchitecture } from '../weights/architecture.js';
+import { type ClipModelFiles, loadClipModel } from '../weights/layout.js';
+import type { StateDict } from '../weights/state-dict.js';
+import { trace, traced } from '../util/trace.js';
+import { type GraphCache, graphKey } from './graph-cache.js';
+
+export interface ModelWeights {
+  /** Names the checkpoint in messages. */
+  readonly source: string;
+  readonly architecture: ClipArchitecture;
+  /** The checkpoint's `logit_scale` (a log), as stored. */
+  readonly logitScale: number;
+  /** The image tower's positional table (attention pool for ResNets), float32, (grid² + 1) rows. */
+  readonly positions: Float32Array;
+  /** The OpenAI-layout weights, read on the first call. */
+  stateDict(): Promise<StateDict>;
+  /** The weights when they have been read. */
+  readonly loaded: StateDict | undefined;
+}
+
+export function positionsName(architecture: ClipArchitecture): string {
+  return architecture.vision.family === 'resnet' ? 'visual.attnpool.positional_embedding' : 'visual.positional_embedding';
+}
+
+/** Weights already in memory. */
+export function weightsOf(sd: StateDict, architecture: ClipArchitecture): ModelWeights {
+  return {
+    source: sd.source,
+    architecture,
+    logitScale: scalarValue(sd.get('logit_scale')),
+    positions: sd.float32(positionsName(architecture)),
+    stateDict: () => Promise.resolve(sd),
+    loaded: sd,
+  };
+}
+
+interface Summary {
+  readonly version: number;
+  readonly source: string;
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  readonly positions: number;
+}
+
+const SUMMARY_VERSION = 1;
+const SUMMARY = 'summary.json';
+const POSITIONS = 'positions.bin';
+
+/** Where a model's summary and graphs are cached: its SHA-256 and what else decides the architecture. */
+export interface ModelCacheKey {
+  readonly cache: GraphCache;
+  /** SHA-256 of the checkpoint file. */
+  readonly sha256: string;
+  /** A name for listings. */
+  readonly name: string;
+}
+
+async function configDigest(config: string | null | undefined): Promise<string | null> {
+  if (!config) return null;
+  try {
+    return createHash('sha256').update(await readFile(config)).digest('hex');
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** Lazily read weights over a summary from the cache. */
+class LazyWeights implements ModelWeights {
+  readonly source: string;
+  readonly architecture: ClipArchitecture;
+  readonly logitScale: number;
+  readonly positions: Float32Array;
+  readonly #files: ClipModelFiles;
+  #sd: Promise<StateDict> | undefined;
+  loaded: StateDict | undefined;
+
+  constructor(summary: Summary, positions: Float32Array, files: ClipModelFiles) {
+    this.source = summary.source;
+    this.architecture = summary.architecture;
+    this.logitScale = summary.logitScale;
+    this.positions = positions;
+    this.#files = files;
+  }
+
+  stateDict(): Promise<StateDict> {
+    if (!this.#sd) {
+      this.#sd = traced('checkpoint read (a graph to build)', () => loadClipModel(this.#files)).then((m) => (this.loaded = m.sd));
+      this.#sd.catch(() => (this.#sd = undefined));
+    }
+    return this.#sd;
+  }
+}
+
+/**
+ * The model behind `files`: from the cached summary when there is one (the checkpoint is read later, if ever),
+ * else read now and its summary cached.
+ */
+export async function openClipModel(
+  files: ClipModelFiles,
+  key?: ModelCacheKey,
+  /** The checkpoint file's bytes when the caller has read them already (to hash them): read from there, not again. */
+  bytes?: Uint8Array,
+): Promise<ModelWeights & { readonly cacheKey?: string }> {
+  const cacheKey =
+    key?.cache.enabled && typeof files.weights === 'string'
+      ? graphKey({
+          kind: 'summary',
+          version: SUMMARY_VERSION,
+          sha256: key.sha256,
+          config: await configDigest(files.config),
+          known: files.architecture ?? null,
+        })
+      : undefined;
+  if (key && cacheKey) {
+    const dir = await key.cache.get(cacheKey);
+    if (dir) {
+      try {
+        const summary = JSON.parse(await readFile(join(dir, SUMMARY), 'utf8')) as Summary;
+        const bytes = await readFile(join(dir, POSITIONS));
+        if (summary.version === SUMMARY_VERSION && bytes.byteLength === summary.positions * 4) {
+          const positions = new Float32Array(summary.positions);
+          new Uint8Array(positions.buffer).set(bytes);
+          trace('checkpoint summary from the cache');
+          return Object.assign(new LazyWeights(summary, positions, files), { cacheKey });
+        }
+      } catch {
+        /* a summary that cannot be read is rebuilt below */
+      }
+      await key.cache.remove(cacheKey);
+    }
+  }
+  const path = typeof files.weights === 'string' ? files.weights : undefined;
+  const { sd, architecture } = await traced('checkpoint read', () => loadClipModel(bytes && path ? { ...files, weights: bytes, source: files.source ?? path } : files));
+  const weights = weightsOf(sd, architecture);
+  if (key && cacheKey) {
+    const pending = await key.cache.begin(cacheKey);
+    if (pending) {
+      try {
+        const summary: Summary = { version: SUMMARY_VERSION, source: sd.source, architecture, logitScale: weights.logitScale, positions: weights.positions.length };
+        await writeFile(join(pending.dir, SUMMARY), JSON.stringify(summary));
+        const p = weights.positions;
+        await writeFile(join(pending.dir, POSITIONS), new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+        await pending.commit({ kind: 'summary', what: 'checkpoint summary', model: key.name });
+      } catch {
+        await pending.discard();
+      }
+    }
+  }
+  return { ...weights, ...(cacheKey ? { cacheKey } : {}) };
+}
