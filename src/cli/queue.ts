@@ -1,6 +1,7 @@
 /**
  * `clip-iqa queue add|status|results|rm`: a batch on Redis for `clip-iqa worker`s on any number of machines. A thin
- * shell over `clip-iqa/queue`; results come out in exactly the shapes of `clip-iqa score`.
+ * shell over `clip-iqa/queue`; results come out in exactly the shapes of `clip-iqa score`. BullMQ and ioredis are
+ * loaded by these commands only, so that every other command starts without them.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -8,13 +9,11 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { planScore } from '../api.js';
 import { ClipIqaError } from '../errors.js';
 import { formatDuration } from '../hub/progress.js';
-import { type QueueInput, enqueue } from '../queue/enqueue.js';
+import type { QueueInput } from '../queue/enqueue.js';
 import { DEFAULT_PREFIX, checkBatchName, checkPrefix } from '../queue/keys.js';
-import { open, redactUrl, redisError } from '../queue/redis.js';
-import { removeBatch } from '../queue/remove.js';
-import { type BatchInfo, readInfo, readRows, waitFinished } from '../queue/results.js';
+import type { BatchInfo } from '../queue/results.js';
 import type { BatchSettings } from '../queue/settings.js';
-import { type BatchStatus, readStatus } from '../queue/status.js';
+import type { BatchStatus } from '../queue/status.js';
 import { checkWritableFile } from '../util/output-file.js';
 import { expandInputs } from './inputs.js';
 import { type ModelFlags, addModelOptions, decodeOptions } from './model-options.js';
@@ -96,6 +95,8 @@ async function runAdd(args: string[], flags: AddFlags): Promise<number> {
     item.kind === 'bad' ? { name: item.name, error: { code: item.code, message: item.reason } } : item.kind === 'file' ? { name: item.name, source: resolve(item.name) } : item.name,
   );
   const bad = inputs.items.filter((i) => i.kind === 'bad').length;
+  const { enqueue } = await import('../queue/enqueue.js');
+  const { redactUrl } = await import('../queue/redis.js');
   const result = await enqueue({ redis: flags.redis, prefix: flags.prefix, batch: flags.batch, inputs: items, settings });
   note(
     flags.quiet,
@@ -130,6 +131,9 @@ interface StatusFlags extends RedisFlags {
 async function runStatus(flags: StatusFlags): Promise<number> {
   const batch = checkBatchName(flags.batch);
   const prefix = checkPrefix(flags.prefix);
+  const { open, redisError } = await import('../queue/redis.js');
+  const { readStatus } = await import('../queue/status.js');
+  const { waitFinished } = await import('../queue/results.js');
   const redis = await open(flags.redis, 'client');
   try {
     let status: BatchStatus;
@@ -203,6 +207,9 @@ async function runResults(flags: ResultsFlags): Promise<number> {
   const format = flags.format ?? (flags.output ? formatOfFileName(flags.output) : undefined) ?? 'json';
   if (format === 'table') throw usage('queue results writes json, jsonl or csv');
   if (flags.output) await checkWritableFile(flags.output, 'the results', 'scores.json');
+  const { open, redisError } = await import('../queue/redis.js');
+  const { readStatus } = await import('../queue/status.js');
+  const { readInfo, readRows, waitFinished } = await import('../queue/results.js');
   const redis = await open(flags.redis, 'client');
   try {
     if (flags.wait) await waitFinished(redis, prefix, batch);
@@ -313,6 +320,7 @@ Examples:
 
   const rm = queue.command('rm').description('remove a batch: its jobs, results and settings').requiredOption('--batch <name>', 'the batch').option('-q, --quiet', 'no notes on stderr');
   addRedisOptions(rm).action(async (flags: RedisFlags & { batch: string; quiet?: boolean }) => {
+    const { removeBatch } = await import('../queue/remove.js');
     const existed = await removeBatch({ redis: flags.redis, prefix: flags.prefix, batch: flags.batch });
     if (!existed) throw new ClipIqaError('E_NOT_FOUND', `there is no batch "${flags.batch}" (prefix ${flags.prefix})`);
     note(flags.quiet, `removed batch ${flags.batch}`);

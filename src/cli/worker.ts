@@ -4,7 +4,6 @@
  * hand then go to another worker when their lock runs out).
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { startWorker } from '../queue/worker.js';
 import { DEVICES, type Device } from '../runtime/options.js';
 import { hubOptions, positiveInt } from './model-options.js';
 import { type RedisFlags, addRedisOptions } from './queue.js';
@@ -55,6 +54,7 @@ SIGTERM (or Ctrl-C) finishes the images in hand, then exits 0; a killed worker's
   );
   return cmd.action(async (flags: WorkerFlags) => {
     const log = (text: string) => process.stderr.write(`clip-iqa worker: ${printable(text)}\n`);
+    const { startWorker } = await import('../queue/worker.js');
     const worker = await startWorker({
       redis: flags.redis,
       prefix: flags.prefix,
