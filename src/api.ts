@@ -29,17 +29,14 @@ import {
 import { pairScores } from './iqa/score.js';
 import { TextFeatureCache, TokenMemo } from './iqa/text-features.js';
 import { OnnxClipEncoder } from './model/clip-encoder.js';
-import { GraphCache, graphCacheBytes } from './model/graph-cache.js';
-import { openClipModel } from './model/model-weights.js';
+import { openCheckpoint } from './model/model-weights.js';
 import { traced } from './util/trace.js';
 import { CachedTextEncoder, FeatureStore, modelIdentity } from './model/feature-cache.js';
 import { memoryPixelLimit } from './model/memory.js';
-import { rememberedSha256 } from './util/file-sha256.js';
 import { type ClipEncoder, type Features, POSITIONAL_MODES, type PixelBatch, type PositionalMode } from './model/types.js';
 import { type Precision, type RuntimeOptions, checkDevice } from './runtime/options.js';
 import { Tokenizer } from './text/tokenizer.js';
 import { type ClipArchitecture, describeArchitecture } from './weights/architecture.js';
-import { readCheckpointFile } from './weights/limits.js';
 import { StateDict } from './weights/state-dict.js';
 import { EMBED_IMAGE_OPTIONS, LOAD_OPTIONS, SCORE_MANY_OPTIONS, SCORE_MAPS_OPTIONS, SCORE_OPTIONS, checkOptions } from './known-options.js';
 
@@ -291,49 +288,21 @@ export class ClipIqa {
     const { model } = options;
     const { modelFile, vocabFile, plusFile, cacheRoot } = await traced('model files resolved', () => resolveModelFiles(options));
     const plusSpec = typeof options.plus === 'boolean' ? undefined : options.plus;
-    // A checkpoint not hashed before is read once, for its hash and its weights.
-    let bytes: Uint8Array | undefined;
-    const readAndHash = async (real: string) => {
-      bytes = await readCheckpointFile(real);
-      return traced('checkpoint hashed', () => createHash('sha256').update(bytes!).digest('hex'));
-    };
-    const sha256: Promise<string | null> = (async () =>
-      modelFile
-        ? (modelFile.sha256 ?? rememberedSha256(modelFile.path, cacheRoot, readAndHash).catch(() => null))
-        : model instanceof Uint8Array
-          ? createHash('sha256').update(model).digest('hex')
-          : null)();
-    const graphs = options.featureCache === false || graphCacheBytes() === 0 ? undefined : new GraphCache(cacheRoot);
-    const [clip, tokenizer, context, weightsIdentity, modelSha256] = await Promise.all([
+    const [opened, tokenizer, context, weightsIdentity] = await Promise.all([
       // The checkpoint is read now unless its summary and graphs are cached (model/model-weights.ts).
-      sha256.then((sha256) =>
-        openClipModel(
-          {
-            weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
-            config: modelFile?.config,
-            architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
-          },
-          graphs && sha256 ? { cache: graphs, sha256, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } : undefined,
-          bytes,
-        ),
-      ),
+      openCheckpoint({ model, modelFile, cacheRoot, keep: options.featureCache !== false, name: options.name }),
       traced('vocabulary read', () => (options.vocab instanceof Uint8Array ? Tokenizer.fromBytes(options.vocab) : Tokenizer.fromFile(vocabFile!.path))),
       plusSpec instanceof Uint8Array ? loadLearnedContext(plusSpec) : plusFile ? loadLearnedContext(plusFile.path) : undefined,
       options.featureCache === false ? undefined : modelIdentity({ sha256: modelFile?.sha256, path: modelFile?.path, bytes: model instanceof Uint8Array ? model : undefined }),
-      sha256,
     ]);
+    const { weights: clip, sha256: modelSha256, graphs } = opened;
     const { architecture } = clip;
     // Text features (and int8 calibration ranges) are kept on disk per model, under the cache root; the same weights
     // read with another config (activation, heads) are another model.
     const identity = weightsIdentity && `${weightsIdentity}-${createHash('sha256').update(JSON.stringify(architecture)).digest('hex').slice(0, 12)}`;
     const store = identity ? new FeatureStore(cacheRoot, identity) : undefined;
     const precision = options.precision ?? options.runtime?.precision;
-    const onnx = OnnxClipEncoder.fromWeights(clip, {
-      ...options.runtime,
-      ...(precision ? { precision } : {}),
-      ...(store ? { store } : {}),
-      ...(graphs && clip.cacheKey ? { graphs: { cache: graphs, model: clip.cacheKey, name: options.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint' } } : {}),
-    });
+    const onnx = OnnxClipEncoder.fromWeights(clip, { ...options.runtime, ...(precision ? { precision } : {}), ...(store ? { store } : {}), ...(graphs ? { graphs } : {}) });
     // Cached graphs open in the background while the caller goes on (reads the vocabulary, decodes its image).
     onnx.prefetch(options.positional ?? 'none');
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;

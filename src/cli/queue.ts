@@ -1,7 +1,6 @@
 /**
  * `clip-iqa queue add|status|results|rm`: a batch on Redis for `clip-iqa worker`s on any number of machines. A thin
- * shell over `clip-iqa/queue`; results come out in exactly the shapes of `clip-iqa score`. BullMQ and ioredis are
- * loaded by these commands only, so that every other command starts without them.
+ * shell over `clip-iqa/queue`; results come out in exactly the shapes of `clip-iqa score`.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -21,6 +20,21 @@ import { type ImageRow, type RunHeader, type Summary, createFormatter, formatOfF
 import { runInfo } from './run-info.js';
 import { parseSize } from './score.js';
 import { printable } from './terminal.js';
+
+/**
+ * The queue's modules (bullmq and ioredis take about half a second to load) are loaded by these commands only, so
+ * that `clip-iqa score` and the other commands start without them.
+ */
+async function queueModules() {
+  const [{ enqueue }, { open, redactUrl, redisError }, { removeBatch }, { readInfo, readRows, waitFinished }, { readStatus }] = await Promise.all([
+    import('../queue/enqueue.js'),
+    import('../queue/redis.js'),
+    import('../queue/remove.js'),
+    import('../queue/results.js'),
+    import('../queue/status.js'),
+  ]);
+  return { enqueue, open, redactUrl, redisError, removeBatch, readInfo, readRows, waitFinished, readStatus };
+}
 
 export interface RedisFlags {
   redis: string;
@@ -83,6 +97,7 @@ export function batchSettings(flags: AddFlags): BatchSettings {
 }
 
 async function runAdd(args: string[], flags: AddFlags): Promise<number> {
+  const { enqueue, redactUrl } = await queueModules();
   checkBatchName(flags.batch);
   checkPrefix(flags.prefix);
   if (args.length === 0 && flags.from.length === 0) throw usage('no images given: name files, directories, globs or URLs, or --from a list');
@@ -95,8 +110,6 @@ async function runAdd(args: string[], flags: AddFlags): Promise<number> {
     item.kind === 'bad' ? { name: item.name, error: { code: item.code, message: item.reason } } : item.kind === 'file' ? { name: item.name, source: resolve(item.name) } : item.name,
   );
   const bad = inputs.items.filter((i) => i.kind === 'bad').length;
-  const { enqueue } = await import('../queue/enqueue.js');
-  const { redactUrl } = await import('../queue/redis.js');
   const result = await enqueue({ redis: flags.redis, prefix: flags.prefix, batch: flags.batch, inputs: items, settings });
   note(
     flags.quiet,
@@ -129,11 +142,9 @@ interface StatusFlags extends RedisFlags {
 }
 
 async function runStatus(flags: StatusFlags): Promise<number> {
+  const { open, redisError, waitFinished, readStatus } = await queueModules();
   const batch = checkBatchName(flags.batch);
   const prefix = checkPrefix(flags.prefix);
-  const { open, redisError } = await import('../queue/redis.js');
-  const { readStatus } = await import('../queue/status.js');
-  const { waitFinished } = await import('../queue/results.js');
   const redis = await open(flags.redis, 'client');
   try {
     let status: BatchStatus;
@@ -202,14 +213,12 @@ export function batchHeader(info: BatchInfo): RunHeader {
 }
 
 async function runResults(flags: ResultsFlags): Promise<number> {
+  const { open, redisError, waitFinished, readInfo, readStatus, readRows } = await queueModules();
   const batch = checkBatchName(flags.batch);
   const prefix = checkPrefix(flags.prefix);
   const format = flags.format ?? (flags.output ? formatOfFileName(flags.output) : undefined) ?? 'json';
   if (format === 'table') throw usage('queue results writes json, jsonl or csv');
   if (flags.output) await checkWritableFile(flags.output, 'the results', 'scores.json');
-  const { open, redisError } = await import('../queue/redis.js');
-  const { readStatus } = await import('../queue/status.js');
-  const { readInfo, readRows, waitFinished } = await import('../queue/results.js');
   const redis = await open(flags.redis, 'client');
   try {
     if (flags.wait) await waitFinished(redis, prefix, batch);
@@ -320,7 +329,7 @@ Examples:
 
   const rm = queue.command('rm').description('remove a batch: its jobs, results and settings').requiredOption('--batch <name>', 'the batch').option('-q, --quiet', 'no notes on stderr');
   addRedisOptions(rm).action(async (flags: RedisFlags & { batch: string; quiet?: boolean }) => {
-    const { removeBatch } = await import('../queue/remove.js');
+    const { removeBatch } = await queueModules();
     const existed = await removeBatch({ redis: flags.redis, prefix: flags.prefix, batch: flags.batch });
     if (!existed) throw new ClipIqaError('E_NOT_FOUND', `there is no batch "${flags.batch}" (prefix ${flags.prefix})`);
     note(flags.quiet, `removed batch ${flags.batch}`);

@@ -54,6 +54,7 @@ SIGTERM (or Ctrl-C) finishes the images in hand, then exits 0; a killed worker's
   );
   return cmd.action(async (flags: WorkerFlags) => {
     const log = (text: string) => process.stderr.write(`clip-iqa worker: ${printable(text)}\n`);
+    // bullmq and ioredis are loaded by this command only (see queue.ts).
     const { startWorker } = await import('../queue/worker.js');
     const worker = await startWorker({
       redis: flags.redis,

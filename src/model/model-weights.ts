@@ -12,9 +12,12 @@ import { join } from 'node:path';
 import { scalarValue } from '../tensor.js';
 import type { ClipArchitecture } from '../weights/architecture.js';
 import { type ClipModelFiles, loadClipModel } from '../weights/layout.js';
-import type { StateDict } from '../weights/state-dict.js';
 import { trace, traced } from '../util/trace.js';
-import { type GraphCache, graphKey } from './graph-cache.js';
+import type { ResolvedFile } from '../hub/resolve.js';
+import { rememberedSha256 } from '../util/file-sha256.js';
+import { readCheckpointFile } from '../weights/limits.js';
+import { StateDict } from '../weights/state-dict.js';
+import { GraphCache, graphCacheBytes, graphKey } from './graph-cache.js';
 
 export interface ModelWeights {
   /** Names the checkpoint in messages. */
@@ -36,11 +39,15 @@ export function positionsName(architecture: ClipArchitecture): string {
 
 /** Weights already in memory. */
 export function weightsOf(sd: StateDict, architecture: ClipArchitecture): ModelWeights {
+  let positions: Float32Array | undefined;
   return {
     source: sd.source,
     architecture,
     logitScale: scalarValue(sd.get('logit_scale')),
-    positions: sd.float32(positionsName(architecture)),
+    // Widened when first asked for, as a state dict built for one tower may lack it.
+    get positions() {
+      return (positions ??= sd.float32(positionsName(architecture)));
+    },
     stateDict: () => Promise.resolve(sd),
     loaded: sd,
   };
@@ -159,4 +166,49 @@ export async function openClipModel(
     }
   }
   return { ...weights, ...(cacheKey ? { cacheKey } : {}) };
+}
+
+/** What `openCheckpoint` finds: the weights, the checkpoint's SHA-256, and where its graphs are cached. */
+export interface OpenedCheckpoint {
+  readonly weights: ModelWeights;
+  /** SHA-256 (hex) of the checkpoint (see `ClipIqa.modelSha256`); null for a StateDict or an unreadable file. */
+  readonly sha256: string | null;
+  readonly graphs?: { readonly cache: GraphCache; readonly model: string; readonly name: string };
+}
+
+/**
+ * The checkpoint `ClipIqa.load` was given (a resolved file, bytes or a StateDict), with its SHA-256 (verified by
+ * the hub, or remembered under the cache root, or computed from the bytes read for the weights: a file is read
+ * once) and, unless `keep` is false, its summary and graphs from the graph cache.
+ */
+export async function openCheckpoint(args: {
+  readonly model: string | Uint8Array | StateDict | undefined;
+  readonly modelFile: ResolvedFile | undefined;
+  readonly cacheRoot: string;
+  readonly keep: boolean;
+  readonly name: string | undefined;
+}): Promise<OpenedCheckpoint> {
+  const { model, modelFile, cacheRoot } = args;
+  let bytes: Uint8Array | undefined;
+  const readAndHash = async (real: string) => {
+    bytes = await readCheckpointFile(real);
+    return traced('checkpoint hashed', () => createHash('sha256').update(bytes!).digest('hex'));
+  };
+  const sha256 = modelFile
+    ? (modelFile.sha256 ?? (await rememberedSha256(modelFile.path, cacheRoot, readAndHash).catch(() => null)))
+    : model instanceof Uint8Array
+      ? createHash('sha256').update(model).digest('hex')
+      : null;
+  const cache = args.keep && graphCacheBytes() > 0 ? new GraphCache(cacheRoot) : undefined;
+  const name = args.name ?? modelFile?.entry?.name ?? modelFile?.path ?? 'checkpoint';
+  const weights = await openClipModel(
+    {
+      weights: model instanceof StateDict || model instanceof Uint8Array ? model : modelFile!.path,
+      config: modelFile?.config,
+      architecture: modelFile?.entry?.kind === 'model' ? modelFile.entry.architecture : undefined,
+    },
+    cache && sha256 ? { cache, sha256, name } : undefined,
+    bytes,
+  );
+  return { weights, sha256, ...(cache && weights.cacheKey ? { graphs: { cache, model: weights.cacheKey, name } } : {}) };
 }
