@@ -1,16 +1,18 @@
 /**
  * A CLIP checkpoint as the encoder needs it at start-up: its architecture, logit scale and the image tower's
- * positional table, with the state dict read only when a graph must be built (or token embeddings looked up).
+ * positional table, with the state dict read only when a graph must be built (or token embeddings looked up and the
+ * text graph's cache entry does not hold them).
  *
  * When every graph a run needs is in the graph cache (model/graph-cache.ts), the 400 MB of weights are never read:
  * the checkpoint's summary is kept there too, under a key of the file's SHA-256, its config and the registry's
  * architecture, so that a cached run opens no checkpoint at all.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readSync } from 'node:fs';
+import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { scalarValue } from '../tensor.js';
-import type { ClipArchitecture } from '../weights/architecture.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, scalarValue, toFloat32, typedView } from '../tensor.js';
+import type { ClipArchitecture, TextTower } from '../weights/architecture.js';
 import { type ClipModelFiles, loadClipModel } from '../weights/layout.js';
 import { trace, traced } from '../util/trace.js';
 import type { ResolvedFile } from '../hub/resolve.js';
@@ -211,4 +213,90 @@ export async function openCheckpoint(args: {
     bytes,
   );
   return { weights, sha256, ...(cache && weights.cacheKey ? { graphs: { cache, model: weights.cacheKey, name } } : {}) };
+}
+
+// -- token embeddings ---------------------------------------------------------------------------------------------
+
+/**
+ * Token embedding rows, float32, as `toFloat32` widens them from the stored dtype. A prompt needs a few rows of a
+ * table of 25 M values (RN50: a quarter of the checkpoint), so the text graph's cache entry keeps the table as stored
+ * (`tokens-<dtype>.bin`, raw little-endian rows), and a run whose text graph comes from the cache reads just the rows
+ * it needs from there instead of the whole checkpoint.
+ */
+export interface TokenTable {
+  /** The rows of `ids` (each checked to be in the vocabulary), (ids.length, width). */
+  rows(ids: readonly number[]): Float32Array;
+  close(): Promise<void>;
+}
+
+const TOKEN_EMBEDDING = 'token_embedding.weight';
+const TOKEN_FILE = /^tokens-(float32|float16|bfloat16)\.bin$/;
+
+/** Widens `count` rows, each found by `row(id)` in the stored dtype, reading each distinct id once (padding repeats). */
+function widenRows(ids: readonly number[], width: number, row: (id: number) => Tensor): Float32Array {
+  const out = new Float32Array(ids.length * width);
+  const seen = new Map<number, number>();
+  ids.forEach((id, i) => {
+    const first = seen.get(id);
+    if (first !== undefined) out.copyWithin(i * width, first * width, (first + 1) * width);
+    else {
+      out.set(toFloat32(row(id)), i * width);
+      seen.set(id, i);
+    }
+  });
+  return out;
+}
+
+/** The table of weights in memory. */
+export function tokenTableOf(sd: StateDict, text: Pick<TextTower, 'width' | 'vocabSize'>): TokenTable {
+  const table = sd.get(TOKEN_EMBEDDING);
+  const { width } = text;
+  return {
+    // Row by row: the whole float16 table widened would hold 100 MB (RN50) for the few rows prompts use.
+    rows: (ids) => widenRows(ids, width, (id) => ({ dtype: table.dtype, shape: [width], data: table.data.subarray(id * width, (id + 1) * width) })),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Writes the token table of `sd` into a cache entry being filled (`dir`); false when it was not (left out whole). */
+export async function saveTokenTable(sd: StateDict, dir: string): Promise<boolean> {
+  const { dtype, data } = sd.get(TOKEN_EMBEDDING);
+  if (!TOKEN_FILE.test(`tokens-${dtype}.bin`)) return false;
+  const path = join(dir, `tokens-${dtype}.bin`);
+  try {
+    await writeFile(path, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    return true;
+  } catch {
+    await rm(path, { force: true }).catch(() => undefined);
+    return false;
+  }
+}
+
+/**
+ * The token table kept in a verified cache entry (`dir`), read a row at a time by position; undefined when the entry
+ * has none or its size is not vocabulary × width × element size (the caller then reads the weights).
+ */
+export async function openTokenTable(dir: string, text: Pick<TextTower, 'width' | 'vocabSize'>): Promise<TokenTable | undefined> {
+  const name = (await readdir(dir)).find((n) => TOKEN_FILE.test(n));
+  if (!name) return undefined;
+  const dtype = TOKEN_FILE.exec(name)![1] as DType;
+  const { width, vocabSize } = text;
+  const rowBytes = width * BYTES_PER_ELEMENT[dtype];
+  const handle = await open(join(dir, name), 'r');
+  try {
+    if ((await handle.stat()).size !== vocabSize * rowBytes) throw new Error(`${name} is not ${vocabSize}×${width} ${dtype}`);
+  } catch {
+    await handle.close();
+    return undefined;
+  }
+  const buf = new Uint8Array(rowBytes);
+  return {
+    rows: (ids) =>
+      widenRows(ids, width, (id) => {
+        // Synchronous positional reads: the learned prompts look rows up in a synchronous callback.
+        if (readSync(handle.fd, buf, 0, rowBytes, id * rowBytes) !== rowBytes) throw new Error(`${join(dir, name)}: short read of token ${id}`);
+        return { dtype, shape: [width], data: typedView(dtype, buf, 0, width) };
+      }),
+    close: () => handle.close(),
+  };
 }
