@@ -199,4 +199,18 @@ describe('token embeddings from the graph cache', () => {
     expect(scores(warm.stdout)).toEqual(scores(uncached.stdout));
     expect(Object.keys(scores(warm.stdout))).toContain('crisp');
   });
+
+  it('`clip-iqa score --plus` on cached graphs builds its learned prompts without reading the checkpoint', async () => {
+    const { root, model } = fresh();
+    const cli = join(repoRoot, 'dist', 'cli', 'bin.js');
+    const env = { ...process.env, CLIP_IQA_HOME: root, CLIP_IQA_OFFLINE: '1', CLIP_IQA_TRACE: '1' };
+    const args = [cli, 'score', '-m', model, '--vocab', VOCAB, '-a', 'quality', '--plus', fixture('tiny-rn', 'clipiqa+-ctx.pth'), '--json', '--quiet', '--threads', '1', photo('rocket.jpg')];
+    const first = await run(process.execPath, args, { env });
+    expect(first.stderr).toMatch(/checkpoint read/);
+    const second = await run(process.execPath, args, { env });
+    expect(second.stderr).not.toMatch(/checkpoint read|graph built/);
+    const scores = (out: string) => (JSON.parse(out) as { images: { scores: Record<string, number> }[] }).images[0]!.scores;
+    expect(scores(second.stdout)).toEqual(scores(first.stdout));
+    expect(scores(second.stdout)).toHaveProperty('clipiqa+');
+  });
 });
