@@ -11,7 +11,10 @@
  * It prints the figures and writes bench-results/queue.json. Nothing here is an assertion. Needs redis-server.
  *
  *   npm run build && npx tsc -p tsconfig.json --noEmit false --outDir .bench/queue && \
- *   node .bench/queue/scripts/bench-queue.js [--images 60] [--jobs 5000]
+ *   node .bench/queue/scripts/bench-queue.js [--images 60] [--jobs 5000] [--runs 3]
+ *
+ * The three set-ups take turns, `runs` rounds, so that a shared machine's changing load falls on each alike; the
+ * JSON has every run, the printout the median and range.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,8 +32,9 @@ import { removeBatch } from '../src/queue/remove.js';
 import { saveRow } from '../src/queue/rows.js';
 import { PACKAGE } from '../src/util/package.js';
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '60' }, jobs: { type: 'string', default: '5000' } } });
+const { values } = parseArgs({ options: { images: { type: 'string', default: '60' }, jobs: { type: 'string', default: '5000' }, runs: { type: 'string', default: '3' }, 'redis-only': { type: 'boolean', default: false } } });
 const N = Number(values.images);
+const RUNS = Number(values.runs);
 const JOBS = Number(values.jobs);
 const ROOT = PACKAGE.root;
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
@@ -100,27 +104,26 @@ async function main(): Promise<void> {
     client.on('error', () => undefined);
     await client.ping();
 
-    // -- plain clip-iqa score --------------------------------------------------------------------------------------
-    const times: number[] = [];
-    const plain = cli(['score', ...score, '-f', 'jsonl', imgs], (line, at) => {
-      if (line.startsWith('{"file"')) times.push(at);
-    });
-    await plain.done;
-    results.score = { images_per_s: rate(times.length, times.at(-1)! - times[0]!) };
-    console.log(`clip-iqa score (threads ${CORES}):        ${(results.score as { images_per_s: number }).images_per_s} images/s`);
-
-    // -- workers ---------------------------------------------------------------------------------------------------
-    const runWorkers = async (label: string, workers: number, threads: number) => {
-      const batch = `bench-${label}`;
+    // -- plain clip-iqa score, and workers, taking turns ------------------------------------------------------------
+    const runScore = async (): Promise<number> => {
+      const times: number[] = [];
+      const plain = cli(['score', ...score, '-f', 'jsonl', imgs], (line, at) => {
+        if (line.startsWith('{"file"')) times.push(at);
+      });
+      await plain.done;
+      return rate(times.length, times.at(-1)! - times[0]!);
+    };
+    let round = 0;
+    const runWorkers = async (workers: number, threads: number): Promise<number> => {
+      const batch = `bench-${workers}-${round++}`;
       const procs = Array.from({ length: workers }, () => cli(['worker', '--redis', url, '--batch', batch, '--threads', String(threads), '-q']));
       await enqueue({ redis: url, batch, inputs: readdirSync(imgs).map((f) => join(imgs, f)), settings: { model, attributes: 'paper' } });
       const keys = batchKeys('clip-iqa', batch);
+      let r: number;
       for (;;) {
         const s = await client.hgetall(keys.stats);
         if (Number(s.scored ?? 0) + Number(s.failed ?? 0) >= N) {
-          const r = rate(N, Number(s.last) - Number(s.first));
-          results[label] = { workers, threads_each: threads, images_per_s: r };
-          console.log(`${workers} worker${workers > 1 ? 's' : ' '} (threads ${threads} each):     ${r} images/s`);
+          r = rate(N, Number(s.last) - Number(s.first));
           break;
         }
         await new Promise((res) => setTimeout(res, 200));
@@ -128,9 +131,28 @@ async function main(): Promise<void> {
       for (const p of procs) p.child.kill('SIGTERM');
       await Promise.all(procs.map((p) => p.done));
       await removeBatch({ redis: url, batch });
+      return r;
     };
-    await runWorkers('worker1', 1, CORES);
-    await runWorkers('worker2', 2, Math.max(1, CORES / 2));
+    const setups = [
+      { key: 'score', label: `clip-iqa score (threads ${CORES})`, run: runScore },
+      { key: 'worker1', label: `1 worker (threads ${CORES})`, run: () => runWorkers(1, CORES) },
+      { key: 'worker2', label: `2 workers (threads ${Math.max(1, CORES / 2)} each)`, run: () => runWorkers(2, Math.max(1, CORES / 2)) },
+    ];
+    const runs: Record<string, number[]> = Object.fromEntries(setups.map((x) => [x.key, []]));
+    for (let i = 0; i < (values['redis-only'] ? 0 : RUNS); i++) {
+      for (const x of setups) {
+        const r = await x.run();
+        runs[x.key]!.push(r);
+        console.log(`  round ${i + 1}: ${x.label}: ${r} images/s (load ${loadavg()[0]!.toFixed(1)})`);
+      }
+    }
+    for (const x of setups) {
+      const sorted = [...runs[x.key]!].sort((a, b) => a - b);
+      const median = sorted[Math.floor(sorted.length / 2)]!;
+      if (sorted.length === 0) continue;
+      results[x.key] = { label: x.label, images_per_s: median, runs: runs[x.key] };
+      console.log(`${x.label.padEnd(32)} ${median} images/s (median; ${sorted[0]}–${sorted.at(-1)})`);
+    }
 
     // -- Redis alone: jobs/s with nothing to score ------------------------------------------------------------------
     await client.flushall();
@@ -143,6 +165,11 @@ async function main(): Promise<void> {
     const keys = batchKeys('clip-iqa', 'null');
     const conn = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: null });
     const scores = Array.from({ length: 12 }, () => 0.512345678901);
+    const redisCpu = async () => {
+      const info = await client.info('cpu');
+      return Number(/used_cpu_sys:([\d.]+)/.exec(info)![1]) + Number(/used_cpu_user:([\d.]+)/.exec(info)![1]);
+    };
+    const cpu0 = await redisCpu();
     const t1 = performance.now();
     const w = new Worker('null', async (job) => void (await saveRow(conn, keys, (job.data as { n: number }).n, { width: 512, height: 384, scores })), {
       connection: conn,
@@ -151,6 +178,7 @@ async function main(): Promise<void> {
     });
     while (Number((await client.hget(keys.stats, 'scored')) ?? 0) < JOBS) await new Promise((res) => setTimeout(res, 50));
     const nullMs = performance.now() - t1;
+    const cpuSeconds = (await redisCpu()) - cpu0;
     await w.close();
     conn.disconnect();
     const mem2 = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
@@ -158,6 +186,9 @@ async function main(): Promise<void> {
       jobs: JOBS,
       enqueue_per_s: Math.round(JOBS / (enqueueMs / 1000)),
       jobs_per_s: Math.round(JOBS / (nullMs / 1000)),
+      // Redis's own CPU time per job: what one Redis core could sustain were it the bottleneck.
+      redis_cpu_ms_per_job: Math.round((cpuSeconds / JOBS) * 1e6) / 1000,
+      jobs_per_redis_core_s: Math.round(JOBS / cpuSeconds),
       bytes_per_waiting_job: Math.round((mem1 - mem0) / JOBS),
       bytes_per_result: Math.round((mem2 - mem0) / JOBS),
     };

@@ -174,8 +174,8 @@ export class ClipIqa extends ClipIqaEngine<ImageSource> {
     // Cached graphs open in the background while the caller goes on (reads the vocabulary, decodes its image).
     onnx.prefetch(options.positional ?? 'none');
     const encoder: ClipEncoder = store ? new CachedTextEncoder(onnx, store) : onnx;
-    // The learned prompts take token embeddings from the weights.
-    if (context) await onnx.loadWeights();
+    // The learned prompts take token embeddings from the text graph's cache entry, else the weights.
+    if (context) await onnx.prepareTokenEmbeddings();
     const plus = context && { context, prompts: buildLearnedPrompts(context, tokenizer, (ids) => encoder.tokenEmbeddings(ids), encoder.architecture.text.width) };
     const trainedWith = plusFile?.entry?.kind === 'context' ? plusFile.entry.positional : undefined;
     // Without a pixel limit of the caller's, images are refused from their header beyond what this model can score in

@@ -33,7 +33,7 @@ export function workerCommand(program: Command): Command {
     .command('worker')
     .description('score queued images (clip-iqa queue add) until stopped; run one on every machine')
     .option('--batch <name>', 'serve this batch (repeatable; default every batch, as they are added)', (v: string, p: string[]) => [...p, v], [])
-    .option('--concurrency <n>', 'images in hand at once: one is scored while the others download and decode', positiveInt('--concurrency'), 3)
+    .option('--concurrency <n>', 'images in hand at once: one is scored while the others download and decode', positiveInt('--concurrency'), 4)
     .option('--threads <n>', 'onnxruntime threads (default: all cores)', positiveInt('--threads'))
     .addOption(new Option('--device <device>', 'where the model runs').choices(DEVICES).default('cpu'))
     .option('--lock-seconds <s>', "a silent worker's jobs go back to the queue after this", seconds, 30)

@@ -8,14 +8,14 @@ import type { ActivationRange } from '../graph/quantize.js';
 import { PRECISIONS, type Precision, type RuntimeOptions } from '../runtime/options.js';
 import { OrtSession } from '../runtime/session.js';
 import { float32Data, float32Tensor, int64Tensor, pixelTensor } from '../runtime/tensors.js';
-import { type Tensor as WeightTensor, toFloat32 } from '../tensor.js';
 import { trace, traced } from '../util/trace.js';
 import { type ClipArchitecture, inferArchitecture } from '../weights/architecture.js';
 import type { StateDict } from '../weights/state-dict.js';
 import type { CalibrationOptions } from './calibration.js';
 import type { FeatureStore } from './feature-cache.js';
 import { type GraphCache, graphKey } from './graph-cache.js';
-import { type ModelWeights, weightsOf } from './weights-view.js';
+import { openTokenTable, saveTokenTable } from './token-table.js';
+import { type ModelWeights, type TokenTable, tokenTableOf, weightsOf } from './weights-view.js';
 import type { ClipEncoder, DenseFeatures, Features, PixelBatch, PositionalMode, RawImage } from './types.js';
 
 export interface ClipEncoderOptions extends RuntimeOptions {
@@ -38,6 +38,9 @@ export interface ClipEncoderOptions extends RuntimeOptions {
 /** The graphs an encoder may build, each at most once. `image-positions` serves both `fixed` and `interpolate`. */
 type GraphKey = 'preprocess-8' | 'preprocess-16' | 'image' | 'image-positions' | 'dense' | 'text';
 
+/** Text graph entries hold the token embedding table (token-table.ts); older ones, without it, are misses. */
+const TEXT_ENTRY_TOKENS = 1;
+
 /** CLIP's end-of-text token id. */
 const EOT_ID = 49407;
 
@@ -58,6 +61,10 @@ export class OnnxClipEncoder implements ClipEncoder {
   readonly #sessions = new Map<GraphKey, Promise<OrtSession>>();
   readonly #resampled = new Map<number, Float32Array>();
   readonly #origins = new Map<string, 'cache' | 'built'>();
+  /** The verified cache entry each graph opened from the cache came from. */
+  readonly #entries = new Map<GraphKey, string>();
+  #tokens: Promise<TokenTable> | undefined;
+  #tokenTable: TokenTable | undefined;
   #disposed = false;
   #ranges: Promise<ReadonlyMap<string, ActivationRange>> | undefined;
 
@@ -106,9 +113,36 @@ export class OnnxClipEncoder implements ClipEncoder {
     return this.#origins;
   }
 
-  /** Reads the weights now if they are not yet (`tokenEmbeddings` needs them). */
+  /** Reads the weights now if they are not yet. */
   async loadWeights(): Promise<void> {
     await this.#weights.stateDict();
+  }
+
+  /**
+   * Makes `tokenEmbeddings` ready: its rows are read from the text graph's cache entry when that holds them (a few
+   * kB, not the checkpoint), else from the weights, read now if they are not yet.
+   */
+  prepareTokenEmbeddings(): Promise<void> {
+    if (!this.#tokens) {
+      this.#tokens = (async () => {
+        const cached = this.#weights.loaded ? undefined : await this.#cachedTokenTable().catch(() => undefined);
+        return (this.#tokenTable = cached ?? tokenTableOf(await this.#weights.stateDict(), this.architecture.text));
+      })();
+      this.#tokens.catch(() => (this.#tokens = undefined));
+    }
+    return this.#tokens.then(() => undefined);
+  }
+
+  /** The token table of the text graph's cache entry: the one its session was opened from, else found and verified now. */
+  async #cachedTokenTable(): Promise<TokenTable | undefined> {
+    const cacheKey = await this.#cacheKey('text');
+    if (!cacheKey) return undefined;
+    const session = this.#sessions.get('text');
+    if (session) await session;
+    const dir = session ? this.#entries.get('text') : await this.#options.graphs!.cache.get(cacheKey);
+    const table = dir ? await openTokenTable(dir, this.architecture.text) : undefined;
+    if (dir && !table) trace('token embeddings not in the text graph entry: read from the weights');
+    return table;
   }
 
   // -- sessions ---------------------------------------------------------------------------------------------------
@@ -183,6 +217,7 @@ export class OnnxClipEncoder implements ClipEncoder {
       calibration: int8 && this.architecture.vision.family === 'resnet' ? (await import('./calibration.js')).CALIBRATION_ID : null,
       optimization: graphOptimizationLevel ?? 'all',
       configEntries: configEntries ?? null,
+      ...(key === 'text' ? { tokens: TEXT_ENTRY_TOKENS } : {}),
     });
   }
 
@@ -193,7 +228,10 @@ export class OnnxClipEncoder implements ClipEncoder {
     if (!found) return undefined;
     // The check of every byte runs while onnxruntime loads the graph; a session over a damaged entry is dropped unused.
     const [session, ok] = await Promise.all([OrtSession.open(key, found.dir, options).catch(() => undefined), found.verify()]);
-    if (session && ok) return session;
+    if (session && ok) {
+      this.#entries.set(key, found.dir);
+      return session;
+    }
     await session?.dispose();
     if (ok) await cache.remove(cacheKey);
     return undefined;
@@ -218,6 +256,8 @@ export class OnnxClipEncoder implements ClipEncoder {
         const pending = cacheKey ? await this.#options.graphs!.cache.begin(cacheKey) : undefined;
         try {
           const created = await traced(`${key} session created${pending ? ' (and saved)' : ''}`, () => OrtSession.create(key, model, options, pending?.dir));
+          // A later run with a new prompt then reads its token rows from the entry, not the checkpoint.
+          if (pending && key === 'text' && !(await saveTokenTable(await this.#weights.stateDict(), pending.dir))) trace('token embeddings not cached');
           if (pending) {
             const what = `${key} ${key === 'text' || key.startsWith('preprocess') ? 'float32' : this.precision}`;
             if (!(await pending.commit({ kind: 'graph', what, model: this.#options.graphs!.name }))) trace(`${key} graph not cached`);
@@ -241,6 +281,9 @@ export class OnnxClipEncoder implements ClipEncoder {
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
     for (const s of await Promise.allSettled(sessions)) if (s.status === 'fulfilled') await s.value.dispose();
+    const tokens = this.#tokens;
+    this.#tokens = this.#tokenTable = undefined;
+    await tokens?.then((t) => t.close(), () => undefined);
   }
 
   // -- pixels -----------------------------------------------------------------------------------------------------
@@ -353,20 +396,16 @@ export class OnnxClipEncoder implements ClipEncoder {
   // -- text -------------------------------------------------------------------------------------------------------
 
   tokenEmbeddings(ids: readonly number[]): Float32Array {
-    const { width, vocabSize } = this.architecture.text;
-    const sd = this.#weights.loaded;
-    if (!sd) throw new Error('token embeddings need the weights: await loadWeights() first');
-    const table = sd.get('token_embedding.weight');
-    const out = new Float32Array(ids.length * width);
+    const { vocabSize } = this.architecture.text;
     ids.forEach((id, i) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
         throw optionError(`token id ${id} at position ${i} is outside the vocabulary of ${vocabSize} tokens`);
       }
-      // Row by row: the whole float16 table widened would hold 100 MB (RN50) for the few rows prompts use.
-      const row: WeightTensor = { dtype: table.dtype, shape: [width], data: table.data.subarray(id * width, (id + 1) * width) };
-      out.set(toFloat32(row), i * width);
     });
-    return out;
+    const sd = this.#weights.loaded;
+    const table = this.#tokenTable ?? (sd && (this.#tokenTable = tokenTableOf(sd, this.architecture.text)));
+    if (!table) throw new Error('token embeddings are not ready: await prepareTokenEmbeddings() first');
+    return table.rows(ids);
   }
 
   async encodeTokens(rows: readonly (readonly number[])[]): Promise<Features> {
@@ -381,7 +420,11 @@ export class OnnxClipEncoder implements ClipEncoder {
       for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
       return best;
     });
-    await this.#weights.stateDict();
+    if (rows.length > 0) {
+      // The text graph first: when it comes from the cache, so do the token rows.
+      await this.#session('text');
+      await this.prepareTokenEmbeddings();
+    }
     return this.encodeEmbeddings(this.tokenEmbeddings(rows.flat()), rows.length, eot);
   }
 

@@ -5,6 +5,8 @@
  *   <cache root>/graphs/<key>/model.onnx   an image or text tower as onnxruntime optimised it (graph only)
  *   <cache root>/graphs/<key>/weights.bin  its initializers (external data of model.onnx)
  *   <cache root>/graphs/<key>/summary.json a checkpoint's summary (architecture, logit scale, positional table)
+ *   <cache root>/graphs/<key>/tokens-<dtype>.bin  beside the text tower: the token embedding table as stored, whose
+ *                                          few rows a new prompt needs are then read from here, not from the checkpoint
  *
  * Building RN50's image tower (reading 400 MB of weights, writing the ONNX graph, onnxruntime's optimisation of
  * it) takes seconds; a session over the optimised graph, loaded with optimisation off, takes about 0.15 s, and

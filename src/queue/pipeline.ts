@@ -4,10 +4,14 @@
  * thread. Jobs scored side by side would instead run two networks at once, each on all cores, and both slower.
  *
  * `scoreMany` reads its inputs ahead; a stream of jobs has no end, so a run takes the images waiting and ends when
- * none is left (it would otherwise wait for a job that only comes once it answers), and the next run starts with
- * the next image.
+ * none comes for a moment (waiting longer, it could wait for a job that only comes once it answers), and the next
+ * run starts with the next image. The worker keeps one job more in hand than the run reads ahead, so that in a
+ * busy batch the next image is there when it is asked for and a run goes on.
  */
 import type { ClipIqa, ImageScores, ScoreOptions } from '../api.js';
+
+/** How long a run waits for the next image before it ends (the tail of a batch, an idle queue). */
+const IDLE_MS = 25;
 
 interface Pending {
   readonly source: string;
@@ -20,6 +24,7 @@ export class ScorePipeline {
   readonly #options: ScoreOptions & { concurrency: number };
   readonly #waiting: Pending[] = [];
   #running = false;
+  #arrived: (() => void) | undefined;
 
   /** `ahead`: images decoded ahead of the one being scored. */
   constructor(iqa: ClipIqa, options: ScoreOptions, ahead: number) {
@@ -30,7 +35,23 @@ export class ScorePipeline {
   score(source: string): Promise<ImageScores> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ source, resolve, reject });
+      this.#arrived?.();
       void this.#drain();
+    });
+  }
+
+  /** Resolves when an image is added, or after `ms`. */
+  #arrival(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#arrived = () => {
+        this.#arrived = undefined;
+        done();
+      };
     });
   }
 
@@ -41,16 +62,18 @@ export class ScorePipeline {
       while (this.#waiting.length > 0) {
         const taken: Pending[] = [];
         const waiting = this.#waiting;
-        const inputs = function* (): Generator<string> {
-          while (waiting.length > 0) {
-            const next = waiting.shift()!;
+        const inputs = async function* (this: ScorePipeline): AsyncGenerator<string> {
+          for (;;) {
+            if (waiting.length === 0) await this.#arrival(IDLE_MS);
+            const next = waiting.shift();
+            if (!next) return;
             taken.push(next);
             yield next.source;
           }
-        };
+        }.call(this);
         let answered = 0;
         try {
-          for await (const r of this.#iqa.scoreMany(inputs(), this.#options)) {
+          for await (const r of this.#iqa.scoreMany(inputs, this.#options)) {
             const p = taken[r.index]!;
             answered++;
             if (r.ok) p.resolve(r);

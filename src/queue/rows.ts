@@ -18,8 +18,10 @@ export function decodeRow(text: string): StoredRow {
   return Array.isArray(v) ? { width: v[0], height: v[1], scores: v[2] } : { code: v.c, message: v.m };
 }
 
-// KEYS: results, stats; ARGV: input number, row, 'scored'|'failed', now (ms). 1 when written, 0 when already there.
+// KEYS: results, stats, meta; ARGV: input number, row, 'scored'|'failed', now (ms). 1 when written, 0 when already
+// there or the batch was removed meanwhile (a job finishing after `queue rm` must not leave keys behind).
 const SAVE = `
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 redis.call('HSETNX', KEYS[2], 'first', ARGV[4])
@@ -28,6 +30,6 @@ return 1`;
 
 /** Stores an input's result unless it has one; true when this call stored it. */
 export async function saveRow(redis: Redis, keys: BatchKeys, index: number, row: StoredRow): Promise<boolean> {
-  const written = await redis.eval(SAVE, 2, keys.results, keys.stats, String(index), encodeRow(row), 'code' in row ? 'failed' : 'scored', String(Date.now()));
+  const written = await redis.eval(SAVE, 3, keys.results, keys.stats, keys.meta, String(index), encodeRow(row), 'code' in row ? 'failed' : 'scored', String(Date.now()));
   return written === 1;
 }

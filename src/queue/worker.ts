@@ -42,7 +42,7 @@ export type WorkerEvent =
 export interface WorkerOptions extends QueueConnection {
   /** Batches to serve; default every batch under the prefix, as they are added. */
   readonly batches?: readonly string[];
-  /** Images in hand at once, per batch: one runs the network while the others download and decode; default 3. */
+  /** Images in hand at once, per batch: one runs the network while the others download and decode; default 4. */
   readonly concurrency?: number;
   /** onnxruntime settings of this machine (threads, device). */
   readonly runtime?: RuntimeOptions;
@@ -87,7 +87,7 @@ interface Served {
 export async function startWorker(options: WorkerOptions): Promise<QueueWorker> {
   const prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
   const only = options.batches?.map(checkBatchName);
-  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 3));
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4));
   const lockDuration = Math.max(1000, Math.round((options.lockSeconds ?? 30) * 1000));
   const scanMs = Math.max(100, Math.round((options.scanSeconds ?? 2) * 1000));
   const emit = options.onEvent ?? (() => undefined);
@@ -123,7 +123,7 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
     const iqa = await model(settings);
     const score = scoreOptions(settings);
     const plan = iqa.plan(score);
-    const pipeline = new ScorePipeline(iqa, score, concurrency - 1);
+    const pipeline = new ScorePipeline(iqa, score, concurrency - 2);
     const names = [...plan.pairs.map((p) => p.name), ...(plan.ensemble ? ['ensemble'] : []), ...(plan.plus ? ['clipiqa+'] : [])];
     const record: ModelRecord = {
       name: iqa.name,
@@ -147,8 +147,12 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       let error: ClipIqaError;
       try {
         const r = await pipeline.score(source);
-        if (await saveRow(redis, keys, index, { width: r.width, height: r.height, scores: names.map((k) => r.scores[k]!) })) counts.scored++;
-        emit({ type: 'scored', batch, file });
+        // A job taken over from a worker thought dead (a lock not renewed in time) may have been scored there too:
+        // the first result stored counts, and only its worker reports it.
+        if (await saveRow(redis, keys, index, { width: r.width, height: r.height, scores: names.map((k) => r.scores[k]!) })) {
+          counts.scored++;
+          emit({ type: 'scored', batch, file });
+        }
         return;
       } catch (e) {
         error = isClipIqaError(e) ? e : new ClipIqaError('E_RUNTIME', errorMessage(e), { cause: e });
@@ -156,8 +160,10 @@ export async function startWorker(options: WorkerOptions): Promise<QueueWorker> 
       // Messages name the input as it was added, not the absolute path the worker read.
       const message = source === file ? error.message : error.message.split(source).join(file);
       if (isPermanent(error) || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
-        if (await saveRow(redis, keys, index, { code: error.code, message })) counts.failed++;
-        emit({ type: 'failed', batch, file, code: error.code, message });
+        if (await saveRow(redis, keys, index, { code: error.code, message })) {
+          counts.failed++;
+          emit({ type: 'failed', batch, file, code: error.code, message });
+        }
         throw new UnrecoverableError(`${error.code}: ${message}`);
       }
       emit({ type: 'retry', batch, file, message });
