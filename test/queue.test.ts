@@ -177,7 +177,10 @@ describe.skipIf(!HAS_REDIS)('clip-iqa queue and worker on a real Redis', () => {
     // Exactly once: every result is stored by one worker only (a job whose result is stored is never scored again).
     const scored = [first, ...others].flatMap((w) => w.scored());
     expect(new Set(scored).size).toBe(scored.length);
-    expect(scored.length).toBeGreaterThanOrEqual(images.length - 2);
+    expect(scored.length).toBeLessThanOrEqual(images.length - 1);
+    // SIGKILL can land between a result's store and its log line, for each image the first worker had in hand
+    // (--concurrency 4): those are stored (the status above counts them) but never logged.
+    expect(scored.length).toBeGreaterThanOrEqual(images.length - 1 - 4);
 
     const out = await queue('results', '--batch', 'photos', '-f', 'json');
     expect(out.code).toBe(1); // one failed, as `score` exits
