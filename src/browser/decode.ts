@@ -11,7 +11,8 @@
  * 8-bit (canvas read-back is 8-bit).
  */
 import { ClipIqaError, errorMessage } from '../errors.js';
-import type { AlphaMode, BackgroundColour, DecodeOptions, DecodedImage, IccMode, OrientationMode, ResizePolicy } from '../image/decode.js';
+import type { AlphaMode, BackgroundColour, DecodeOptions, DecodedImage, IccMode, OrientationMode } from '../image/decode.js';
+import { resizeTarget } from '../image/resize-target.js';
 import type { RawImage } from '../model/types.js';
 import { describe } from './files.js';
 
@@ -57,24 +58,6 @@ export function checkBrowserDecodeOptions(o: DecodeOptions): void {
     const n = (o.resize as Record<string, unknown>)[keys[0]!];
     if (!(Number.isInteger(n) && (n as number) > 0)) throw new ClipIqaError('E_OPTION', `resize.${keys[0]} must be a positive whole number of pixels, got ${String(n)}.`);
   }
-}
-
-/** The size a resize policy gives (as image/decode.ts's resizeTarget: torchvision's truncation), or undefined for none. */
-function resizeTarget(w: number, h: number, policy: ResizePolicy): { width: number; height: number } | undefined {
-  const short = Math.min(w, h);
-  const long = Math.max(w, h);
-  let newShort: number;
-  let newLong: number;
-  if ('shorterSide' in policy) {
-    if (short === policy.shorterSide || (short < policy.shorterSide && !policy.upscale)) return undefined;
-    newShort = policy.shorterSide;
-    newLong = Math.max(1, Math.trunc((policy.shorterSide * long) / short));
-  } else {
-    if (long === policy.maxSide || (long < policy.maxSide && !policy.upscale)) return undefined;
-    newLong = policy.maxSide;
-    newShort = Math.max(1, Math.trunc((policy.maxSide * short) / long));
-  }
-  return w <= h ? { width: newShort, height: newLong } : { width: newLong, height: newShort };
 }
 
 function cssColour(c: BackgroundColour | undefined): string {
@@ -152,7 +135,7 @@ export async function decodeBrowserImage(input: BrowserImageSource, options: Dec
     const height = 'naturalHeight' in el ? el.naturalHeight : el.height;
     if (!(width > 0 && height > 0)) throw new ClipIqaError('E_IMAGE', `${name}: the image has no pixels (${width}×${height}); is it loaded?`);
     checkLimit(width, height, name, options);
-    const target = (options.resize && resizeTarget(width, height, options.resize)) || { width, height };
+    const target = (options.resize && resizeTarget({ width, height }, options.resize)) || { width, height };
     return { width: target.width, height: target.height, data: readBack(el, width, height, target, options, name), bitDepth: 8, format: 'raw', original: { width, height } };
   }
   if (input !== null && typeof input === 'object' && 'width' in input && 'height' in input && 'data' in input) {
@@ -166,7 +149,7 @@ export async function decodeBrowserImage(input: BrowserImageSource, options: Dec
       throw new ClipIqaError('E_IMAGE', `${name}: raw image data must hold ${width}×${height} RGB (or RGBA) samples as a Uint8Array or Uint16Array, got ${describe(data)} of ${(data as { length?: number }).length ?? '?'}.`);
     }
     checkLimit(width, height, name, options);
-    if (options.resize && resizeTarget(width, height, options.resize)) {
+    if (options.resize && resizeTarget({ width, height }, options.resize)) {
       const rgba = new Uint8ClampedArray(width * height * 4);
       const d = data instanceof Uint16Array ? Uint8Array.from(data, (v) => Math.round(v / 257)) : data;
       for (let i = 0; i < width * height; i++) rgba.set([d[i * 3]!, d[i * 3 + 1]!, d[i * 3 + 2]!, 255], i * 4);
@@ -180,7 +163,7 @@ export async function decodeBrowserImage(input: BrowserImageSource, options: Dec
 
 function fromRgba(width: number, height: number, rgba: Uint8Array | Uint8ClampedArray, options: DecodeOptions, name: string): DecodedImage {
   checkLimit(width, height, name, options);
-  const target = options.resize && resizeTarget(width, height, options.resize);
+  const target = options.resize && resizeTarget({ width, height }, options.resize);
   if (!target && options.alpha !== 'flatten') return { width, height, data: rgbaToRgb(rgba), bitDepth: 8, format: 'raw', original: { width, height } };
   const canvas = new OffscreenCanvas(width, height);
   canvas.getContext('2d')!.putImageData(new ImageData(new Uint8ClampedArray(rgba), width, height), 0, 0);
@@ -207,7 +190,7 @@ async function decodeBlob(blob: Blob, options: DecodeOptions, name: string): Pro
   try {
     const { width, height } = bitmap;
     checkLimit(width, height, name, options);
-    const target = (options.resize && resizeTarget(width, height, options.resize)) || { width, height };
+    const target = (options.resize && resizeTarget({ width, height }, options.resize)) || { width, height };
     return { width: target.width, height: target.height, data: readBack(bitmap, width, height, target, options, name), bitDepth: 8, format, original: { width, height } };
   } finally {
     bitmap.close();

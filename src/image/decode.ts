@@ -48,6 +48,9 @@ import type { Metadata, OutputInfo, ResizeOptions } from 'sharp';
 import { ClipIqaError, errCode, errorMessage } from '../errors.js';
 import { parseByteSize, readRegularFile } from '../util/read-file.js';
 import type { RawImage } from '../model/types.js';
+import { resizeTarget } from './resize-target.js';
+
+export { resizeTarget };
 
 /**
  * sharp (libvips) is loaded on first use: loading its native library is a good part of a cold start, and a first
@@ -328,27 +331,6 @@ function checkResize(r: ResizePolicy): void {
   }
 }
 
-/** Target size for a policy; torchvision's `Resize` arithmetic (the other side truncated, at least 1). */
-export function resizeTarget(
-  size: { readonly width: number; readonly height: number },
-  policy: ResizePolicy,
-): { width: number; height: number } | undefined {
-  const { width: w, height: h } = size;
-  const short = Math.min(w, h);
-  const long = Math.max(w, h);
-  let newShort: number;
-  let newLong: number;
-  if ('shorterSide' in policy) {
-    if (short === policy.shorterSide || (short < policy.shorterSide && !policy.upscale)) return undefined;
-    newShort = policy.shorterSide;
-    newLong = Math.max(1, Math.trunc((policy.shorterSide * long) / short));
-  } else {
-    if (long === policy.maxSide || (long < policy.maxSide && !policy.upscale)) return undefined;
-    newLong = policy.maxSide;
-    newShort = Math.max(1, Math.trunc((policy.maxSide * short) / long));
-  }
-  return w <= h ? { width: newShort, height: newLong } : { width: newLong, height: newShort };
-}
 
 /** An enlargement is bounded by the same pixel limit as the input, so `upscale` cannot be a memory bomb. */
 function checkTargetSize(target: { width: number; height: number }, name: string, limit: number | false): void {

@@ -1,4 +1,4 @@
-import { Tensor } from 'onnxruntime-node';
+import { Tensor } from './ort.js';
 import { ClipIqaError } from '../errors.js';
 
 /** onnxruntime tensors over existing typed arrays (no copy) and back. */
