@@ -18,7 +18,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,6 +30,7 @@ import { batchKeys } from '../src/queue/keys.js';
 import { removeBatch } from '../src/queue/remove.js';
 import { saveRow } from '../src/queue/rows.js';
 import { PACKAGE } from '../src/util/package.js';
+import { freePort } from '../test/helpers/free-port.js';
 
 const { values } = parseArgs({ options: { images: { type: 'string', default: '60' }, jobs: { type: 'string', default: '5000' }, runs: { type: 'string', default: '3' }, 'redis-only': { type: 'boolean', default: false } } });
 const N = Number(values.images);
@@ -39,17 +39,6 @@ const JOBS = Number(values.jobs);
 const ROOT = PACKAGE.root;
 const BIN = join(ROOT, 'dist', 'cli', 'bin.js');
 const CORES = availableParallelism();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Runs the CLI; `onLine` sees each stdout line with the time it came. */
 function cli(args: string[], onLine?: (line: string, at: number) => void): { child: ChildProcess; done: Promise<number | null> } {

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
@@ -15,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, runCli } from './helpers/cli.js';
 import { type TestServer, startServer } from './helpers/http-server.js';
 import { VOCAB, fixture } from './helpers/shared.js';
+import { freePort } from './helpers/free-port.js';
 
 const HAS_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 if (!HAS_REDIS) console.log('\n  redis-server is not installed: the queue tests are skipped (apt-get install redis-server; .ci/run installs it).\n');
@@ -32,17 +32,6 @@ let port: number;
 let client: Redis;
 let images: string[];
 let http: TestServer;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function startRedis(): Promise<void> {
   // appendfsync always: a restart keeps every acknowledged write (production would run everysec).

@@ -1,0 +1,13 @@
+import { createServer } from 'node:net';
+
+/** A TCP port free on loopback now, for a server a test or benchmark starts (Redis, the CLI's serve). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
